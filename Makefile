@@ -1,0 +1,58 @@
+# Meridian build. Every target builds with -tags slicelabels (see internal/buildtag).
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+
+GO       ?= go
+TAGS     := slicelabels
+GOTAGS   := -tags $(TAGS)
+BIN      := bin/meridian
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+VPKG     := github.com/prometheus/common/version
+LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Packages whose code runs concurrently are tested with the race detector.
+RACE_PKGS := ./internal/... ./ingest/... ./query/...
+
+.PHONY: all build test vet unit e2e run bench lint fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build $(GOTAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/meridian
+
+# deps installs what the tests use as real peers: Debian's Prometheus and Alertmanager.
+deps:
+	@if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+		echo "installing prometheus and prometheus-alertmanager (Debian packages)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager; \
+	fi
+
+vet:
+	$(GO) vet $(GOTAGS) ./...
+
+unit:
+	$(GO) test $(GOTAGS) -race -timeout 20m $(RACE_PKGS)
+	$(GO) test $(GOTAGS) -timeout 20m $$($(GO) list $(GOTAGS) ./... | grep -v -e /internal/ -e /ingest -e /query -e /e2e)
+
+e2e: deps build
+	$(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
+
+test: deps vet unit e2e
+
+run: build
+	./$(BIN) dev
+
+bench: deps build
+	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
+
+lint: vet
+	@gofmt -l . | tee /dev/stderr | (! read)
+
+fuzz:
+	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWriteRequest -fuzztime 30s ./ingest/
+
+clean:
+	rm -rf bin
