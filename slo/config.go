@@ -11,12 +11,16 @@ import (
 //	period: 30d                 # SLO period, default 30d
 //	region_label: region        # the label that names a region, default "region"
 //	slo_files: [slos/*.yaml]    # Sloth prometheus/v1 or OpenSLO v1 spec files, relative to this file
+//	regions: [eu-west-1, ...]   # regions every SLO must have data from (absent = missing, partial)
 //	readiness: {...}            # see ReadinessConfig
 type Config struct {
-	Period      model.Duration   `yaml:"period,omitempty"`
-	RegionLabel string           `yaml:"region_label,omitempty"`
-	SLOFiles    []string         `yaml:"slo_files,omitempty"`
-	Readiness   *ReadinessConfig `yaml:"readiness,omitempty"`
+	Period      model.Duration `yaml:"period,omitempty"`
+	RegionLabel string         `yaml:"region_label,omitempty"`
+	SLOFiles    []string       `yaml:"slo_files,omitempty"`
+	// Regions are the regions expected in every SLO result; optional (regions seen in the data
+	// are always expected).
+	Regions   []string         `yaml:"regions,omitempty"`
+	Readiness *ReadinessConfig `yaml:"readiness,omitempty"`
 }
 
 // ReadinessConfig describes the topology and the inputs of the failover readiness score
