@@ -40,6 +40,7 @@ func run(args []string) int {
 
 	subs := []subcommand{
 		ingestCommand(app),
+		readinessCommand(app),
 	}
 
 	selected, err := app.Parse(args)
