@@ -10,6 +10,9 @@ package grpccodec
 
 import (
 	"google.golang.org/grpc/encoding"
+	// Initialised before this package, so its own "proto" registration cannot run after ours
+	// and silently replace this codec with the pooling one.
+	_ "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 
 	_ "github.com/meridian-obs/meridian/internal/buildtag"
