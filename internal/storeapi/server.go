@@ -1,0 +1,186 @@
+// Package storeapi serves the Thanos StoreAPI Store and Info gRPC services over a Prometheus
+// storage.ChunkQueryable.
+//
+// Every series gets the store's external labels (they override a series' own label of the
+// same name, as in Thanos), so a querier can tell regions apart and prune stores. Matchers
+// on external label names are answered from the external labels alone: a request that
+// contradicts them is answered empty without touching the storage. Chunks are passed on as
+// the storage holds them (XOR, histogram and float histogram encodings); FromQueryable turns a
+// sample-based storage.Queryable into chunks for servers stacked on a querier.
+package storeapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/thanos-io/thanos/pkg/info/infopb"
+	"github.com/thanos-io/thanos/pkg/store/labelpb"
+	"github.com/thanos-io/thanos/pkg/store/storepb"
+	"google.golang.org/grpc"
+
+	_ "github.com/meridian-obs/meridian/internal/buildtag"
+)
+
+// DefaultMaxFrameBytes is the chunk payload after which a series is continued in a further
+// frame, the same limit Thanos's TSDB store uses; it keeps every frame well below gRPC's
+// default 4 MiB receive limit.
+const DefaultMaxFrameBytes = 1 << 20
+
+// Options configures a Server.
+type Options struct {
+	// ExternalLabels identify the store (at least the region); required, non-empty. They are
+	// added to every series and override a series' own label of the same name.
+	ExternalLabels labels.Labels
+	// TimeRange returns the time range in milliseconds announced by Info. Nil announces
+	// math.MinInt64 to math.MaxInt64.
+	TimeRange func() (mint, maxt int64)
+	// ComponentType is the infopb component type announced by Info ("store", "receive",
+	// "query", ...). Empty announces "store".
+	ComponentType string
+	// RequestContext, when set, derives the context of each call from the request, e.g. to carry
+	// whether partial responses are disabled to a fan-out querier underneath.
+	RequestContext func(ctx context.Context, partialResponseDisabled bool) context.Context
+	// MaxFrameBytes bounds the chunk bytes of one Series frame: a series whose chunks exceed it
+	// is sent as consecutive frames with the same labels, as the StoreAPI allows. Zero means
+	// DefaultMaxFrameBytes; negative means one frame per series whatever its size.
+	MaxFrameBytes int
+	// Logger receives storage errors; nil discards them.
+	Logger *slog.Logger
+	// Registerer, when set, receives the server's metrics.
+	Registerer prometheus.Registerer
+}
+
+// Server implements the StoreAPI Store (storepb.StoreServer) and Info (infopb.InfoServer)
+// services over a storage.ChunkQueryable. It is safe for concurrent use.
+type Server struct {
+	storepb.UnimplementedStoreServer
+	infopb.UnimplementedInfoServer
+
+	queryable      storage.ChunkQueryable
+	extLabels      labels.Labels
+	timeRange      func() (int64, int64)
+	componentType  string
+	requestContext func(context.Context, bool) context.Context
+	maxFrameBytes  int
+	logger         *slog.Logger
+	metrics        *metrics
+	shardBuffers   sync.Pool
+}
+
+var (
+	_ storepb.StoreServer = (*Server)(nil)
+	_ infopb.InfoServer   = (*Server)(nil)
+)
+
+// NewServer returns a StoreAPI server over q.
+func NewServer(q storage.ChunkQueryable, opts Options) (*Server, error) {
+	if q == nil {
+		return nil, errors.New("storeapi: nil queryable")
+	}
+	if err := validateExternalLabels(opts.ExternalLabels); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		queryable:      q,
+		extLabels:      opts.ExternalLabels.Copy(),
+		timeRange:      opts.TimeRange,
+		componentType:  opts.ComponentType,
+		requestContext: opts.RequestContext,
+		maxFrameBytes:  opts.MaxFrameBytes,
+		logger:         opts.Logger,
+		shardBuffers: sync.Pool{New: func() any {
+			b := make([]byte, 0, 1024)
+			return &b
+		}},
+	}
+	if s.timeRange == nil {
+		s.timeRange = func() (int64, int64) { return math.MinInt64, math.MaxInt64 }
+	}
+	if s.componentType == "" {
+		s.componentType = "store"
+	}
+	if s.maxFrameBytes == 0 {
+		s.maxFrameBytes = DefaultMaxFrameBytes
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+func validateExternalLabels(ext labels.Labels) error {
+	if ext.IsEmpty() {
+		return errors.New("storeapi: external labels are required (at least the region)")
+	}
+	if name, dup := ext.HasDuplicateLabelNames(); dup {
+		return fmt.Errorf("storeapi: external label %q set twice", name)
+	}
+	var err error
+	ext.Range(func(l labels.Label) {
+		if err == nil && (l.Name == "" || l.Value == "") {
+			err = fmt.Errorf("storeapi: external label %q=%q: name and value must be non-empty", l.Name, l.Value)
+		}
+	})
+	return err
+}
+
+// Register registers the Store and Info services on g.
+func (s *Server) Register(g *grpc.Server) {
+	storepb.RegisterStoreServer(g, s)
+	infopb.RegisterInfoServer(g, s)
+}
+
+// ExternalLabels returns a copy of the labels the server adds to every series.
+func (s *Server) ExternalLabels() labels.Labels {
+	return s.extLabels.Copy()
+}
+
+// Info announces the external labels, the time range and the StoreAPI capabilities, which is
+// what a Thanos or Meridian querier needs to add the server to its store set and prune it.
+func (s *Server) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse, error) {
+	mint, maxt := s.timeRange()
+	lsets := labelpb.ZLabelSetsFromPromLabels(s.extLabels)
+	return &infopb.InfoResponse{
+		LabelSets:     lsets,
+		ComponentType: s.componentType,
+		Store: &infopb.StoreInfo{
+			MinTime:                      mint,
+			MaxTime:                      maxt,
+			SupportsSharding:             true,
+			SupportsWithoutReplicaLabels: true,
+			TsdbInfos: []infopb.TSDBInfo{{
+				Labels:  lsets[0],
+				MinTime: mint,
+				MaxTime: maxt,
+			}},
+		},
+	}, nil
+}
+
+// callContext derives the context of one call from the request.
+func (s *Server) callContext(ctx context.Context, partialResponseDisabled bool, strategy storepb.PartialResponseStrategy) context.Context {
+	if s.requestContext == nil {
+		return ctx
+	}
+	return s.requestContext(ctx, partialResponseDisabled || strategy == storepb.PartialResponseStrategy_ABORT)
+}
+
+// closeQuerier closes q, logging a failure: the answer is already complete by then.
+func (s *Server) closeQuerier(method string, q storage.ChunkQuerier) {
+	if err := q.Close(); err != nil {
+		s.logger.Warn("close querier", "method", method, "err", err)
+	}
+}
