@@ -41,6 +41,7 @@ func run(args []string) int {
 	subs := []subcommand{
 		ingestCommand(app),
 		readinessCommand(app),
+		simulateCommand(app),
 	}
 
 	selected, err := app.Parse(args)
