@@ -164,7 +164,7 @@ func (c contextRecordingQuerier) Select(ctx context.Context, sortSeries bool, hi
 }
 
 // startServer serves a Server over q on a loopback port and returns clients to it.
-func startServer(t *testing.T, q storage.ChunkQueryable, opts Options) (storepb.StoreClient, infopb.InfoClient) {
+func startServer(t testing.TB, q storage.ChunkQueryable, opts Options) (storepb.StoreClient, infopb.InfoClient) {
 	t.Helper()
 	srv, err := NewServer(q, opts)
 	require.NoError(t, err)
