@@ -2,15 +2,69 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/model"
+
+	"github.com/meridian-obs/meridian/ingest"
 )
 
 func ingestCommand(app *kingpin.Application) subcommand {
 	cmd := app.Command("ingest", "Per-region store: Prometheus remote-write receiver, embedded TSDB, Thanos StoreAPI server.")
+	labelFlags := cmd.Flag("label", "External label name=value announced by this store and added to every series, e.g. region=eu-west-1 or region=\"eu-west-1\". Repeat for more labels; at least one is required.").
+		Required().PlaceHolder("NAME=VALUE").Strings()
+	tsdbPath := cmd.Flag("tsdb.path", "Directory of the TSDB (blocks and WAL).").Required().String()
+	httpAddr := cmd.Flag("http-address", "Listen address of remote write (POST /api/v1/write), /-/healthy, /-/ready and /metrics.").
+		Default("0.0.0.0:10902").String()
+	grpcAddr := cmd.Flag("grpc-address", "Listen address of the Thanos StoreAPI (gRPC).").Default("0.0.0.0:10901").String()
+	retention := model.Duration(15 * 24 * time.Hour)
+	cmd.Flag("tsdb.retention.time", "How long to keep samples. Units: ms, s, m, h, d, w, y.").Default("15d").SetValue(&retention)
+	retentionSize := cmd.Flag("tsdb.retention.size", "Maximum bytes of blocks to keep, oldest dropped first; 0 disables. Units: B, KB, MB, GB, TB, PB (base 2).").
+		Default("0").Bytes()
+	oooWindow := model.Duration(0)
+	cmd.Flag("tsdb.out-of-order.time-window", "Accept samples up to this much older than the newest sample of their series; 0 rejects out-of-order samples.").
+		Default("0s").SetValue(&oooWindow)
+	maxBody := cmd.Flag("remote-write.max-body-size", "Largest remote-write body accepted, compressed and decompressed; larger bodies get 413.").
+		Default(units.Base2Bytes(ingest.DefaultMaxBodySize).String()).Bytes()
+	httpConfig := cmd.Flag("http.config", "Path to an exporter-toolkit web configuration file (TLS, client CA, basic auth) for the HTTP server.").
+		Default("").String()
+	grpcCert := cmd.Flag("grpc-server-tls-cert", "TLS certificate of the gRPC server; empty serves plaintext.").Default("").String()
+	grpcKey := cmd.Flag("grpc-server-tls-key", "TLS key of the gRPC server.").Default("").String()
+	grpcCA := cmd.Flag("grpc-server-tls-client-ca", "CA to verify gRPC client certificates with; when set, clients must present one (mTLS).").Default("").String()
+
 	return subcommand{cmd: cmd, run: func(ctx context.Context, logger *slog.Logger) error {
-		return errors.New("not built yet")
+		ext, err := ingest.ParseExternalLabels(*labelFlags)
+		if err != nil {
+			return err
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			versioncollector.NewCollector("meridian"),
+		)
+		node, err := ingest.New(logger, reg, ingest.Config{
+			ExternalLabels:       ext,
+			TSDBPath:             *tsdbPath,
+			HTTPAddress:          *httpAddr,
+			GRPCAddress:          *grpcAddr,
+			HTTPConfigFile:       *httpConfig,
+			GRPCTLS:              ingest.GRPCTLSConfig{CertFile: *grpcCert, KeyFile: *grpcKey, ClientCAFile: *grpcCA},
+			Retention:            time.Duration(retention),
+			RetentionSize:        int64(*retentionSize),
+			OutOfOrderTimeWindow: time.Duration(oooWindow),
+			MaxBodySize:          int64(*maxBody),
+		})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		return node.Run(ctx)
 	}}
 }

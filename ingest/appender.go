@@ -1,0 +1,79 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// countingAppendable hands out appenders that count appended and rejected samples, so the
+// metrics reflect what the TSDB really did with a request.
+type countingAppendable struct {
+	db      storage.Appendable
+	metrics *metrics
+}
+
+func (a countingAppendable) Appender(ctx context.Context) storage.Appender {
+	return &countingAppender{Appender: a.db.Appender(ctx), metrics: a.metrics}
+}
+
+type countingAppender struct {
+	storage.Appender
+	metrics  *metrics
+	appended int
+}
+
+func (a *countingAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+	ref, err := a.Appender.Append(ref, l, t, v)
+	a.count(err)
+	return ref, err
+}
+
+func (a *countingAppender) AppendHistogram(ref storage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	ref, err := a.Appender.AppendHistogram(ref, l, t, h, fh)
+	a.count(err)
+	return ref, err
+}
+
+func (a *countingAppender) count(err error) {
+	if err == nil {
+		a.appended++
+		return
+	}
+	a.metrics.samplesRejected.WithLabelValues(string(appendRejectReason(err))).Inc()
+}
+
+func (a *countingAppender) Commit() error {
+	if err := a.Appender.Commit(); err != nil {
+		a.metrics.samplesRejected.WithLabelValues(string(reasonRolledBack)).Add(float64(a.appended))
+		return err
+	}
+	a.metrics.samplesAppended.Add(float64(a.appended))
+	return nil
+}
+
+func (a *countingAppender) Rollback() error {
+	a.metrics.samplesRejected.WithLabelValues(string(reasonRolledBack)).Add(float64(a.appended))
+	return a.Appender.Rollback()
+}
+
+func appendRejectReason(err error) rejectReason {
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderSample):
+		return reasonOutOfOrder
+	case errors.Is(err, storage.ErrTooOldSample):
+		return reasonTooOld
+	case errors.Is(err, storage.ErrOutOfBounds):
+		return reasonOutOfBounds
+	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		return reasonDuplicateSample
+	case errors.Is(err, tsdb.ErrInvalidSample):
+		return reasonInvalidLabels
+	default:
+		return reasonInvalidSample
+	}
+}

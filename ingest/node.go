@@ -1,0 +1,293 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/compression"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/meridian-obs/meridian/internal/storeapi"
+)
+
+// walCompression is the WAL record compression; Prometheus enables snappy by default.
+const walCompression = compression.Snappy
+
+// shutdownTimeout bounds how long in-flight HTTP and gRPC calls may take to finish on shutdown.
+const shutdownTimeout = 10 * time.Second
+
+// Node is one ingest store: listeners bound, TSDB opened in the background by Run.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
+
+	httpLn, grpcLn net.Listener
+	httpServer     *http.Server
+	grpcServer     *grpc.Server
+	health         *health.Server
+	handler        http.Handler
+
+	db atomic.Pointer[tsdb.DB]
+}
+
+// New validates cfg, binds the HTTP and gRPC listeners (so HTTPAddr and GRPCAddr are known at
+// once, also for port 0) and builds the servers. reg receives the node's, the TSDB's and the
+// StoreAPI's metrics and is what /metrics serves. Nothing is served before Run.
+func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ingest config: %w", err)
+	}
+	if cfg.HTTPConfigFile != "" {
+		if err := web.Validate(cfg.HTTPConfigFile); err != nil {
+			return nil, fmt.Errorf("http config %s: %w", cfg.HTTPConfigFile, err)
+		}
+	}
+	grpcCreds, err := grpcServerCredentials(cfg.GRPCTLS)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: logger, reg: reg, metrics: newMetrics(reg)}
+
+	store, err := storeapi.NewServer(lazyQueryable{n}, storeapi.Options{
+		ExternalLabels: cfg.ExternalLabels,
+		TimeRange:      n.timeRange,
+		ComponentType:  "receive",
+		Logger:         logger,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storeapi server: %w", err)
+	}
+	var opts []grpc.ServerOption
+	if grpcCreds != nil {
+		opts = append(opts, grpc.Creds(grpcCreds))
+	}
+	n.grpcServer = grpc.NewServer(opts...)
+	store.Register(n.grpcServer)
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(n.grpcServer, n.health)
+
+	n.handler = n.routes(newWriteHandler(logger, reg, nodeAppendable{n}, cfg.MaxBodySize, n.metrics))
+	n.httpServer = &http.Server{
+		Handler:           n.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
+
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddress); err != nil {
+		return nil, fmt.Errorf("listen http on %s: %w", cfg.HTTPAddress, err)
+	}
+	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddress); err != nil {
+		_ = n.httpLn.Close()
+		return nil, fmt.Errorf("listen grpc on %s: %w", cfg.GRPCAddress, err)
+	}
+	return n, nil
+}
+
+// HTTPAddr is the bound address of the HTTP server (remote write, health, metrics).
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// GRPCAddr is the bound address of the StoreAPI server.
+func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
+
+// Handler serves the node's HTTP API (also usable without the node's own listener).
+func (n *Node) Handler() http.Handler { return n.handler }
+
+// DB is the node's TSDB, or nil until Run has opened it (WAL replay done).
+func (n *Node) DB() *tsdb.DB { return n.db.Load() }
+
+// Ready reports whether the TSDB is open and the node accepts writes and queries.
+func (n *Node) Ready() bool { return n.db.Load() != nil }
+
+// Run serves HTTP and gRPC at once, opens the TSDB (replaying its WAL) meanwhile, and blocks
+// until ctx is cancelled or a server fails. On return the servers are stopped and the TSDB is
+// closed; a Node is not reusable.
+func (n *Node) Run(ctx context.Context) error {
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	{
+		cfgFile := n.cfg.HTTPConfigFile
+		flags := &web.FlagConfig{WebConfigFile: &cfgFile}
+		g.Add(func() error {
+			if err := web.Serve(n.httpLn, n.httpServer, flags, n.logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server on %s: %w", n.HTTPAddr(), err)
+			}
+			return nil
+		}, func(error) {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			_ = n.httpServer.Shutdown(ctx)
+		})
+	}
+	{
+		g.Add(func() error {
+			if err := n.grpcServer.Serve(n.grpcLn); err != nil {
+				return fmt.Errorf("grpc server on %s: %w", n.GRPCAddr(), err)
+			}
+			return nil
+		}, func(error) {
+			n.health.Shutdown()
+			stopped := make(chan struct{})
+			go func() {
+				n.grpcServer.GracefulStop()
+				close(stopped)
+			}()
+			select {
+			case <-stopped:
+			case <-time.After(shutdownTimeout):
+				n.grpcServer.Stop()
+			}
+		})
+	}
+	{
+		stop := make(chan struct{})
+		g.Add(func() error {
+			if err := n.openTSDB(); err != nil {
+				return err
+			}
+			<-stop
+			return nil
+		}, func(error) { close(stop) })
+	}
+	n.logger.Info("ingest node starting", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "tsdb", n.cfg.TSDBPath, "external_labels", n.cfg.ExternalLabels.String())
+	err := g.Run()
+	if db := n.db.Load(); db != nil {
+		if cerr := db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close tsdb %s: %w", n.cfg.TSDBPath, cerr))
+		}
+		n.metrics.ready.Set(0)
+	}
+	return err
+}
+
+func (n *Node) openTSDB() error {
+	start := time.Now()
+	db, err := tsdb.Open(n.cfg.TSDBPath, n.logger.With("component", "tsdb"), n.reg, tsdbOptions(n.cfg), nil)
+	if err != nil {
+		return fmt.Errorf("open tsdb %s: %w", n.cfg.TSDBPath, err)
+	}
+	took := time.Since(start)
+	n.metrics.walReplay.Set(took.Seconds())
+	n.db.Store(db)
+	n.metrics.ready.Set(1)
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.logger.Info("tsdb open, node ready", "tsdb", n.cfg.TSDBPath, "took", took, "head_series", db.Head().NumSeries())
+	return nil
+}
+
+// tsdbOptions follows Prometheus's defaults and flag handling: 2h blocks, the largest block a
+// tenth of the retention (at most 31 days), snappy-compressed WAL.
+func tsdbOptions(cfg Config) *tsdb.Options {
+	opts := tsdb.DefaultOptions()
+	opts.RetentionDuration = cfg.Retention.Milliseconds()
+	opts.MaxBytes = cfg.RetentionSize
+	opts.OutOfOrderTimeWindow = cfg.OutOfOrderTimeWindow.Milliseconds()
+	opts.MinBlockDuration = cfg.BlockDuration.Milliseconds()
+	maxBlock := min(cfg.Retention/10, 31*24*time.Hour)
+	opts.MaxBlockDuration = max(maxBlock.Milliseconds(), opts.MinBlockDuration)
+	opts.WALCompression = walCompression
+	return opts
+}
+
+// timeRange is what Info announces: from the oldest sample held to "now and later", since data
+// keeps arriving (as Thanos Receive does). Before the TSDB is open the node holds nothing.
+func (n *Node) timeRange() (int64, int64) {
+	db := n.db.Load()
+	if db == nil {
+		return math.MaxInt64, math.MinInt64
+	}
+	mint, err := db.StartTime()
+	if err != nil {
+		return math.MinInt64, math.MaxInt64
+	}
+	return mint, math.MaxInt64
+}
+
+// nodeAppendable appends to the TSDB; the write handler only runs once it is open.
+type nodeAppendable struct{ n *Node }
+
+func (a nodeAppendable) Appender(ctx context.Context) storage.Appender {
+	return a.n.db.Load().Appender(ctx)
+}
+
+// errNotReady is what queries get while the WAL is being replayed.
+var errNotReady = status.Error(codes.Unavailable, "tsdb is still opening (WAL replay)")
+
+// lazyQueryable queries the TSDB once it is open.
+type lazyQueryable struct{ n *Node }
+
+func (q lazyQueryable) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	db := q.n.db.Load()
+	if db == nil {
+		return nil, errNotReady
+	}
+	return db.ChunkQuerier(mint, maxt)
+}
+
+func (n *Node) routes(write http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/write", n.whenReady(write))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprintln(w, "Meridian ingest is Healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.Ready() {
+			http.Error(w, "Service Unavailable: TSDB is opening (WAL replay).", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprintln(w, "Meridian ingest is Ready.")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg, EnableOpenMetrics: true}))
+	return mux
+}
+
+// whenReady answers 503 (which remote-write senders retry) until the TSDB is open.
+func (n *Node) whenReady(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !n.Ready() {
+			n.metrics.requestsRejected.WithLabelValues("not_ready").Inc()
+			http.Error(w, "Service Unavailable: TSDB is opening (WAL replay).", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// grpcServerCredentials builds the StoreAPI server's TLS credentials, or nil for plaintext.
+func grpcServerCredentials(c GRPCTLSConfig) (credentials.TransportCredentials, error) {
+	cfg, err := serverTLSConfig(c)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}

@@ -1,0 +1,329 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Field numbers of the remote-write messages (prompb.WriteRequest and io.prometheus.write.v2.Request).
+const (
+	rw1Timeseries      = 1
+	rw1SeriesLabels    = 1
+	rw1SeriesSamples   = 2
+	rw1SeriesExemplars = 3
+	rw1SeriesHistogram = 4
+	rw1LabelName       = 1
+	rw1LabelValue      = 2
+
+	rw2Symbols          = 4
+	rw2Timeseries       = 5
+	rw2SeriesLabelRefs  = 1
+	rw2SeriesSamples    = 2
+	rw2SeriesHistograms = 3
+	rw2SeriesExemplars  = 4
+	rw2SeriesMetadata   = 5
+	rw2MetadataHelpRef  = 3
+	rw2MetadataUnitRef  = 4
+)
+
+// maxReportedSeries bounds how many invalid series a 400 answer names.
+const maxReportedSeries = 5
+
+var metricNameBytes = []byte("__name__")
+
+// rejectReason is the label value of samples_rejected_total for a sample-level rejection.
+type rejectReason string
+
+const (
+	reasonInvalidLabels   rejectReason = "invalid_labels"
+	reasonDuplicateLabels rejectReason = "duplicate_labels"
+	reasonOutOfOrder      rejectReason = "out_of_order"
+	reasonTooOld          rejectReason = "too_old"
+	reasonOutOfBounds     rejectReason = "out_of_bounds"
+	reasonDuplicateSample rejectReason = "duplicate_timestamp"
+	reasonInvalidSample   rejectReason = "invalid_sample"
+	reasonRolledBack      rejectReason = "rolled_back"
+)
+
+// writeSummary is what one pass over a decoded remote-write body learned without building the
+// message: how much it carries and which series Prometheus's handler will refuse.
+type writeSummary struct {
+	samples    int // float samples plus histogram samples
+	exemplars  int
+	rejected   map[rejectReason]int // samples in series with invalid or duplicate labels
+	problems   []string             // the first few invalid series, for the 400 message
+	nProblems  int
+	labelPairs []labelPair // scratch, reused across series
+	refs       []uint32    // scratch, reused across series
+	symbols    [][]byte
+}
+
+type labelPair struct{ name, value []byte }
+
+// errMalformed marks a body that is not a well-formed remote-write message.
+var errMalformed = errors.New("malformed remote write message")
+
+func (s *writeSummary) reject(reason rejectReason, samples int, problem string) {
+	if s.rejected == nil {
+		s.rejected = make(map[rejectReason]int, 2)
+	}
+	s.rejected[reason] += samples
+	s.nProblems++
+	if len(s.problems) < maxReportedSeries {
+		s.problems = append(s.problems, problem)
+	}
+}
+
+// problemText is the reason given to the sender when some series were refused.
+func (s *writeSummary) problemText() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%d series rejected:", s.nProblems)
+	for _, p := range s.problems {
+		b.WriteString(" ")
+		b.WriteString(p)
+		b.WriteString(";")
+	}
+	if s.nProblems > len(s.problems) {
+		fmt.Fprintf(&b, " and %d more", s.nProblems-len(s.problems))
+	}
+	return b.String()
+}
+
+// scanV1 walks a prompb.WriteRequest.
+func (s *writeSummary) scanV1(buf []byte) error {
+	return eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num != rw1Timeseries {
+			return nil
+		}
+		if typ != protowire.BytesType {
+			return fmt.Errorf("%w: timeseries field has wire type %d", errMalformed, typ)
+		}
+		return s.scanV1Series(v)
+	})
+}
+
+func (s *writeSummary) scanV1Series(buf []byte) error {
+	s.labelPairs = s.labelPairs[:0]
+	samples := 0
+	err := eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		switch num {
+		case rw1SeriesLabels:
+			if typ != protowire.BytesType {
+				return fmt.Errorf("%w: label field has wire type %d", errMalformed, typ)
+			}
+			var p labelPair
+			err := eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
+				if typ != protowire.BytesType {
+					return nil
+				}
+				switch num {
+				case rw1LabelName:
+					p.name = v
+				case rw1LabelValue:
+					p.value = v
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			s.labelPairs = append(s.labelPairs, p)
+		case rw1SeriesSamples, rw1SeriesHistogram:
+			samples++
+		case rw1SeriesExemplars:
+			s.exemplars++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.samples += samples
+	s.checkLabels(samples)
+	return nil
+}
+
+// scanV2 walks an io.prometheus.write.v2.Request. Symbols may follow the series on the wire, so
+// they are collected first.
+func (s *writeSummary) scanV2(buf []byte) error {
+	s.symbols = s.symbols[:0]
+	err := eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num == rw2Symbols {
+			if typ != protowire.BytesType {
+				return fmt.Errorf("%w: symbols field has wire type %d", errMalformed, typ)
+			}
+			s.symbols = append(s.symbols, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	i := 0
+	return eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num != rw2Timeseries {
+			return nil
+		}
+		if typ != protowire.BytesType {
+			return fmt.Errorf("%w: timeseries field has wire type %d", errMalformed, typ)
+		}
+		i++
+		return s.scanV2Series(i-1, v)
+	})
+}
+
+func (s *writeSummary) scanV2Series(idx int, buf []byte) error {
+	s.refs = s.refs[:0]
+	var samples int
+	var helpRef, unitRef uint64
+	err := eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		switch num {
+		case rw2SeriesLabelRefs:
+			return s.appendRefs(typ, v)
+		case rw2SeriesSamples, rw2SeriesHistograms:
+			samples++
+		case rw2SeriesExemplars:
+			s.exemplars++
+		case rw2SeriesMetadata:
+			if typ != protowire.BytesType {
+				return fmt.Errorf("%w: metadata field has wire type %d", errMalformed, typ)
+			}
+			return eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
+				if typ != protowire.VarintType {
+					return nil
+				}
+				n, _ := protowire.ConsumeVarint(v)
+				switch num {
+				case rw2MetadataHelpRef:
+					helpRef = uint64(uint32(n))
+				case rw2MetadataUnitRef:
+					unitRef = uint64(uint32(n))
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Prometheus's handler indexes the symbols table with these refs without a bounds check.
+	if n := uint64(len(s.symbols)); helpRef >= n || unitRef >= n {
+		return fmt.Errorf("%w: metadata of series %d refers to symbols %d (help) and %d (unit) outside the symbols table (size %d)", errMalformed, idx, helpRef, unitRef, n)
+	}
+	s.samples += samples
+	if len(s.refs)%2 != 0 {
+		s.reject(reasonInvalidLabels, samples, fmt.Sprintf("series %d: odd number of label references (%d)", idx, len(s.refs)))
+		return nil
+	}
+	s.labelPairs = s.labelPairs[:0]
+	for i := 0; i < len(s.refs); i += 2 {
+		n, v := s.refs[i], s.refs[i+1]
+		if int(n) >= len(s.symbols) || int(v) >= len(s.symbols) {
+			s.reject(reasonInvalidLabels, samples, fmt.Sprintf("series %d: label references %d=%d outside the symbols table (size %d)", idx, n, v, len(s.symbols)))
+			return nil
+		}
+		s.labelPairs = append(s.labelPairs, labelPair{name: s.symbols[n], value: s.symbols[v]})
+	}
+	s.checkLabels(samples)
+	return nil
+}
+
+func (s *writeSummary) appendRefs(typ protowire.Type, v []byte) error {
+	switch typ {
+	case protowire.VarintType:
+		n, _ := protowire.ConsumeVarint(v)
+		s.refs = append(s.refs, uint32(n))
+	case protowire.BytesType: // packed
+		for len(v) > 0 {
+			n, l := protowire.ConsumeVarint(v)
+			if l < 0 {
+				return fmt.Errorf("%w: label references: %w", errMalformed, protowire.ParseError(l))
+			}
+			s.refs = append(s.refs, uint32(n))
+			v = v[l:]
+		}
+	default:
+		return fmt.Errorf("%w: label references field has wire type %d", errMalformed, typ)
+	}
+	return nil
+}
+
+// checkLabels applies the checks Prometheus's handler makes before appending (a metric name,
+// valid UTF-8 names and values, no name twice) to the series in s.labelPairs.
+func (s *writeSummary) checkLabels(samples int) {
+	pairs := s.labelPairs
+	hasName := false
+	for _, p := range pairs {
+		if len(p.name) == 0 || !utf8.Valid(p.name) || !utf8.Valid(p.value) {
+			s.reject(reasonInvalidLabels, samples, fmt.Sprintf("invalid label name or value %q=%q in %s", p.name, p.value, pairsString(pairs)))
+			return
+		}
+		if bytes.Equal(p.name, metricNameBytes) {
+			hasName = len(p.value) > 0
+		}
+	}
+	if !hasName {
+		s.reject(reasonInvalidLabels, samples, "missing metric name in "+pairsString(pairs))
+		return
+	}
+	cmp := func(a, b labelPair) int { return bytes.Compare(a.name, b.name) }
+	if !slices.IsSortedFunc(pairs, cmp) {
+		slices.SortFunc(pairs, cmp)
+	}
+	for i := 1; i < len(pairs); i++ {
+		if bytes.Equal(pairs[i].name, pairs[i-1].name) {
+			s.reject(reasonDuplicateLabels, samples, fmt.Sprintf("duplicate label name %q in %s", pairs[i].name, pairsString(pairs)))
+			return
+		}
+	}
+}
+
+func pairsString(pairs []labelPair) string {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, p := range pairs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q=%q", p.name, p.value)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// eachField calls fn for every field of the protobuf message in buf. For length-delimited fields
+// v is the payload, for varints the encoded varint; other types get their raw bytes.
+func eachField(buf []byte, fn func(num protowire.Number, typ protowire.Type, v []byte) error) error {
+	for len(buf) > 0 {
+		num, typ, n := protowire.ConsumeTag(buf)
+		if n < 0 {
+			return fmt.Errorf("%w: %w", errMalformed, protowire.ParseError(n))
+		}
+		buf = buf[n:]
+		var v []byte
+		if typ == protowire.BytesType {
+			payload, m := protowire.ConsumeBytes(buf)
+			if m < 0 {
+				return fmt.Errorf("%w: field %d: %w", errMalformed, num, protowire.ParseError(m))
+			}
+			v, n = payload, m
+		} else {
+			m := protowire.ConsumeFieldValue(num, typ, buf)
+			if m < 0 {
+				return fmt.Errorf("%w: field %d: %w", errMalformed, num, protowire.ParseError(m))
+			}
+			v, n = buf[:m], m
+		}
+		if err := fn(num, typ, v); err != nil {
+			return err
+		}
+		buf = buf[n:]
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/klauspost/compress/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+)
+
+// writeHandler guards Prometheus's remote-write handler. Prometheus's handler decodes and appends;
+// in front of it this layer
+//   - limits the body size (413, as Thanos Receive answers),
+//   - refuses bodies that are not snappy or not a well-formed remote-write message (400),
+//   - refuses RW2 bodies whose metadata refers outside the symbols table, which would make
+//     Prometheus's handler panic,
+//   - turns the silent 2xx Prometheus gives RW1 requests with invalid or duplicate labels into a
+//     400 naming the series (the valid series of the request are stored, as with RW2 partial
+//     writes and Thanos Receive; the invalid ones never reach the TSDB),
+//   - counts samples received and rejected by reason.
+type writeHandler struct {
+	logger  *slog.Logger
+	maxBody int64
+	next    http.Handler
+	metrics *metrics
+
+	buffers   sync.Pool // *[]byte for decompressed bodies
+	summaries sync.Pool // *writeSummary
+}
+
+// acceptedMessages are the remote-write protocols the receiver speaks.
+var acceptedMessages = remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}
+
+func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.Appendable, maxBody int64, m *metrics) http.Handler {
+	h := &writeHandler{
+		logger:  logger,
+		maxBody: maxBody,
+		next:    remote.NewWriteHandler(logger, reg, countingAppendable{db: app, metrics: m}, acceptedMessages, false, false, false),
+		metrics: m,
+	}
+	h.buffers.New = func() any { return new([]byte) }
+	h.summaries.New = func() any { return new(writeSummary) }
+	return promhttp.InstrumentHandlerDuration(m.requestDuration, promhttp.InstrumentHandlerCounter(m.requests, h))
+}
+
+func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.ContentLength > h.maxBody {
+		h.refuse(w, "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("write request too large: body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.maxBody))
+		return
+	}
+	var body bytes.Buffer
+	if r.ContentLength > 0 {
+		body.Grow(int(r.ContentLength))
+	}
+	if _, err := body.ReadFrom(io.LimitReader(r.Body, h.maxBody+1)); err != nil {
+		h.refuse(w, "malformed", http.StatusBadRequest, fmt.Sprintf("read request body: %v", err))
+		return
+	}
+	if int64(body.Len()) > h.maxBody {
+		h.refuse(w, "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("write request too large: body exceeds the limit of %d bytes", h.maxBody))
+		return
+	}
+	compressed := body.Bytes()
+	r.Body = io.NopCloser(bytes.NewReader(compressed))
+
+	// Content negotiation errors (415) are Prometheus's handler's to give.
+	enc := r.Header.Get("Content-Encoding")
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/x-protobuf"
+	}
+	msgType, err := remoteapi.ParseProtoMsg(ct)
+	if (enc != "" && enc != string(remoteapi.SnappyBlockCompression)) || err != nil || !acceptedMessages.Contains(msgType) {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+
+	size, err := snappy.DecodedLen(compressed)
+	if err != nil {
+		h.refuse(w, "not_snappy", http.StatusBadRequest, fmt.Sprintf("body is not snappy-compressed: %v", err))
+		return
+	}
+	if int64(size) > h.maxBody {
+		h.refuse(w, "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("write request too large: decompressed body of %d bytes exceeds the limit of %d bytes", size, h.maxBody))
+		return
+	}
+	bufp := h.buffers.Get().(*[]byte)
+	defer h.buffers.Put(bufp)
+	if cap(*bufp) < size {
+		*bufp = make([]byte, size)
+	}
+	decoded, err := snappy.Decode((*bufp)[:cap(*bufp)], compressed)
+	if err != nil {
+		h.refuse(w, "not_snappy", http.StatusBadRequest, fmt.Sprintf("body is not snappy-compressed: %v", err))
+		return
+	}
+
+	sum := h.summaries.Get().(*writeSummary)
+	defer h.summaries.Put(sum)
+	sum.reset()
+	if msgType == remoteapi.WriteV1MessageType {
+		err = sum.scanV1(decoded)
+	} else {
+		err = sum.scanV2(decoded)
+	}
+	if err != nil {
+		if !errors.Is(err, errMalformed) {
+			err = fmt.Errorf("%w: %w", errMalformed, err)
+		}
+		h.refuse(w, "malformed", http.StatusBadRequest, fmt.Sprintf("decode %s remote write request: %v", msgType, err))
+		return
+	}
+	h.metrics.samplesReceived.Add(float64(sum.samples))
+	for reason, n := range sum.rejected {
+		h.metrics.samplesRejected.WithLabelValues(string(reason)).Add(float64(n))
+	}
+	if sum.nProblems == 0 {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
+	h.next.ServeHTTP(&badRequestWriter{ResponseWriter: w, msg: sum.problemText()}, r)
+}
+
+func (h *writeHandler) refuse(w http.ResponseWriter, reason string, code int, msg string) {
+	h.metrics.requestsRejected.WithLabelValues(reason).Inc()
+	h.logger.Debug("remote write refused", "reason", reason, "code", code, "err", msg)
+	http.Error(w, msg, code)
+}
+
+func (s *writeSummary) reset() {
+	s.samples, s.exemplars, s.nProblems = 0, 0, 0
+	clear(s.rejected)
+	s.problems = s.problems[:0]
+}
+
+// badRequestWriter replaces a success answer with 400 and msg; error answers of the wrapped
+// handler (which already name their reason) pass unchanged.
+type badRequestWriter struct {
+	http.ResponseWriter
+	msg      string
+	decided  bool
+	replaced bool
+}
+
+func (b *badRequestWriter) WriteHeader(code int) {
+	if b.decided {
+		return
+	}
+	b.decided = true
+	if code/100 != 2 {
+		b.ResponseWriter.WriteHeader(code)
+		return
+	}
+	b.replaced = true
+	http.Error(b.ResponseWriter, b.msg, http.StatusBadRequest)
+}
+
+func (b *badRequestWriter) Write(p []byte) (int, error) {
+	if !b.decided {
+		b.WriteHeader(http.StatusOK)
+	}
+	if b.replaced {
+		return len(p), nil
+	}
+	return b.ResponseWriter.Write(p)
+}
