@@ -42,11 +42,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Remote-write requests by HTTP status code.",
 		}, []string{"code"}),
 		requestDuration: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:                            "meridian_ingest_write_request_duration_seconds",
-			Help:                            "Latency of remote-write requests by HTTP status code.",
-			Buckets:                         []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-			NativeHistogramBucketFactor:     1.1,
-			NativeHistogramMaxBucketNumber:  100,
+			Name:                           "meridian_ingest_write_request_duration_seconds",
+			Help:                           "Latency of remote-write requests by HTTP status code.",
+			Buckets:                        []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			NativeHistogramBucketFactor:    1.1,
+			NativeHistogramMaxBucketNumber: 100,
 		}, []string{"code"}),
 		walReplay: f.NewGauge(prometheus.GaugeOpts{
 			Name: "meridian_ingest_wal_replay_duration_seconds",

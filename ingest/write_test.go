@@ -101,13 +101,17 @@ func TestWriteBadInputIsRefusedAndLeavesStoredDataAlone(t *testing.T) {
 		},
 		{
 			name: "rw1 empty label name", contentType: rw1ContentType,
-			body:     func(t *testing.T) []byte { return rw1(t, series{labels: lbls("__name__", "bad", "", "v"), samples: samplesAt(now, 1, 1)}) },
+			body: func(t *testing.T) []byte {
+				return rw1(t, series{labels: lbls("__name__", "bad", "", "v"), samples: samplesAt(now, 1, 1)})
+			},
 			wantCode: http.StatusBadRequest, wantMsg: "invalid label name or value",
 			wantReject: map[rejectReason]float64{reasonInvalidLabels: 1},
 		},
 		{
 			name: "rw1 missing metric name", contentType: rw1ContentType,
-			body:     func(t *testing.T) []byte { return rw1(t, series{labels: lbls("job", "a"), samples: samplesAt(now, 1, 1)}) },
+			body: func(t *testing.T) []byte {
+				return rw1(t, series{labels: lbls("job", "a"), samples: samplesAt(now, 1, 1)})
+			},
 			wantCode: http.StatusBadRequest, wantMsg: "missing metric name",
 			wantReject: map[rejectReason]float64{reasonInvalidLabels: 1},
 		},
