@@ -197,4 +197,3 @@ func appendUnique(dst []string, src ...string) []string {
 	}
 	return dst
 }
-

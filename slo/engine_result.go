@@ -140,6 +140,9 @@ func budgetOf(period, oneHour WindowValue, objective float64, periodLen time.Dur
 		return b
 	}
 	rem := budgetRemaining(*period.Ratio, objective)
+	if math.Abs(rem) < 1e-9 {
+		rem = 0 // 1 - objective is not exact in floating point: a ratio at the budget leaves 0
+	}
 	pct := rem * 100
 	b.Remaining, b.RemainingPercent = &rem, &pct
 	if rem <= 0 {
@@ -148,10 +151,10 @@ func budgetOf(period, oneHour WindowValue, objective float64, periodLen time.Dur
 		b.TimeToExhaustionSeconds = &zero
 		return b
 	}
+	b.Partial = b.Partial || oneHour.Partial
 	if oneHour.BurnRate == nil {
 		return b
 	}
-	b.Partial = b.Partial || oneHour.Partial
 	d, state := timeToExhaustion(rem, periodLen, *oneHour.BurnRate)
 	b.Exhaustion = state
 	if state != ExhaustionNever {

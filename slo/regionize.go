@@ -60,7 +60,7 @@ func RegionizeQuery(query, regionLabel string) (string, error) {
 		return "", err
 	}
 	if isSumByOnly(expr, regionLabel) {
-		return expr.String(), nil
+		return unwrapParens(expr).String(), nil
 	}
 	return (&parser.AggregateExpr{
 		Op:       parser.SUM,

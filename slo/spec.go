@@ -219,12 +219,18 @@ func yamlErrorLine(err error) int {
 type nodeReader struct {
 	file     string
 	problems *Problems
+	// keyLines maps a value node to the line of its key, where problems about the field are
+	// reported (a mapping value starts on the line after its key).
+	keyLines map[*yaml.Node]int
 }
 
 func (r *nodeReader) problem(n *yaml.Node, field, format string, args ...any) {
 	line := 0
 	if n != nil {
 		line = n.Line
+		if kl, ok := r.keyLines[n]; ok {
+			line = kl
+		}
 	}
 	*r.problems = append(*r.problems, Problem{File: r.file, Line: line, Field: field, Message: fmt.Sprintf(format, args...)})
 }
@@ -246,6 +252,10 @@ func (r *nodeReader) fields(n *yaml.Node, path string, handlers map[string]func(
 			continue
 		}
 		seen[k.Value] = true
+		if r.keyLines == nil {
+			r.keyLines = map[*yaml.Node]int{}
+		}
+		r.keyLines[v] = k.Line
 		h, ok := handlers[k.Value]
 		if !ok {
 			r.problem(k, field, "unknown field")
