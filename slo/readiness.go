@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -182,12 +183,12 @@ func (c *ReadinessConfig) Validate() error {
 	default:
 		return fmt.Errorf("readiness: topology %q: must be %q or %q", c.Topology, TopologyActiveActive, TopologyActivePassive)
 	}
-	if c.UtilisationTarget < 0 || c.UtilisationTarget >= 1 {
+	if !(c.UtilisationTarget >= 0 && c.UtilisationTarget < 1) { // also rejects NaN
 		return fmt.Errorf("readiness: utilisation_target %v: must be in (0, 1)", c.UtilisationTarget)
 	}
 	for r, v := range c.MaxCapacity {
-		if v < 0 {
-			return fmt.Errorf("readiness: max_capacity of region %q is negative (%v)", r, v)
+		if !(v >= 0) || math.IsInf(v, 1) {
+			return fmt.Errorf("readiness: max_capacity of region %q is %v: must be a finite number of cores >= 0", r, v)
 		}
 	}
 	if c.RPO < 0 {

@@ -1,6 +1,7 @@
 package slo
 
 import (
+	"math"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -306,6 +307,7 @@ func TestReadinessConfigValidation(t *testing.T) {
 		{name: "primary in active-active", cfg: ReadinessConfig{Primary: "a"}, wantErr: "only apply to topology active-passive"},
 		{name: "target out of range", cfg: ReadinessConfig{UtilisationTarget: 1.2}, wantErr: "utilisation_target"},
 		{name: "negative ceiling", cfg: ReadinessConfig{MaxCapacity: map[string]float64{"a": -1}}, wantErr: "max_capacity"},
+		{name: "NaN target", cfg: ReadinessConfig{UtilisationTarget: math.NaN()}, wantErr: "utilisation_target"},
 		{name: "expression that does not parse", cfg: ReadinessConfig{UsageExpr: "sum(("}, wantErr: "usage_expr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
