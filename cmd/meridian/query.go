@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	_ "github.com/meridian-obs/meridian/internal/grpccodec"
+	"github.com/meridian-obs/meridian/query"
+)
+
+func queryCommand(app *kingpin.Application) subcommand {
+	cmd := app.Command("query", "Global querier: one PromQL endpoint (Prometheus HTTP API) over the StoreAPI stores of every region, with deduplication and partial response.")
+	endpoints := cmd.Flag("endpoint", "StoreAPI endpoint to query: host:port, dns+host:port or dnssrv+_grpc._tcp.name. Repeatable.").PlaceHolder("HOST:PORT").Strings()
+	sdFiles := cmd.Flag("endpoint.sd-files", "File with StoreAPI targets in Prometheus file_sd format (YAML or JSON), reloaded on change. Repeatable.").PlaceHolder("FILE").Strings()
+	httpAddr := cmd.Flag("http-address", "Listen address of the HTTP API.").Default("0.0.0.0:10902").String()
+	httpConfig := cmd.Flag("http.config", "Web configuration file (TLS, basic auth) in exporter-toolkit format.").Default("").String()
+	grpcAddr := cmd.Flag("grpc-address", "Listen address of the querier's own StoreAPI (stackable); empty serves none.").Default("0.0.0.0:10901").String()
+	replicaLabels := cmd.Flag("query.replica-label", "Label whose values name replicas of the same series; series equal but for it are deduplicated. Repeatable.").Default("replica").Strings()
+	partial := cmd.Flag("query.partial-response", "Answer with the stores that answered (and a warning per missing store) by default; a request overrides it with partial_response=true|false.").Default("true").Bool()
+	storeTimeout := cmd.Flag("store.response-timeout", "Time each store has to answer one call before it is counted as missing; 0 waits as long as the query may run.").Default("30s").Duration()
+	regionLabel := cmd.Flag("query.region-label", "External label naming a store's region in warnings.").Default("region").String()
+	queryTimeout := cmd.Flag("query.timeout", "Maximum time one query may take.").Default("2m").Duration()
+	maxSamples := cmd.Flag("query.max-samples", "Maximum number of samples one query may hold in memory at once.").Default("50000000").Int()
+	lookback := cmd.Flag("query.lookback-delta", "How far back the engine looks for the last sample of a series.").Default("5m").Duration()
+	maxConcurrent := cmd.Flag("query.max-concurrent", "Maximum number of queries evaluated at once; others wait.").Default("20").Int()
+	probeInterval := cmd.Flag("endpoint.probe-interval", "How often each store is asked for Info.").Default("5s").Duration()
+	var clientTLS query.ClientTLS
+	cmd.Flag("grpc-client-tls-secure", "Use TLS to the stores.").Default("false").BoolVar(&clientTLS.Secure)
+	cmd.Flag("grpc-client-tls-cert", "Client certificate for mTLS to the stores.").Default("").StringVar(&clientTLS.Cert)
+	cmd.Flag("grpc-client-tls-key", "Key of the client certificate.").Default("").StringVar(&clientTLS.Key)
+	cmd.Flag("grpc-client-tls-ca", "CA bundle that verifies the stores' certificates.").Default("").StringVar(&clientTLS.CA)
+	cmd.Flag("grpc-client-server-name", "Server name expected in the stores' certificates.").Default("").StringVar(&clientTLS.ServerName)
+	var serverTLS query.ServerTLS
+	cmd.Flag("grpc-server-tls-cert", "Certificate of the querier's StoreAPI server; empty serves plaintext.").Default("").StringVar(&serverTLS.Cert)
+	cmd.Flag("grpc-server-tls-key", "Key of the StoreAPI server certificate.").Default("").StringVar(&serverTLS.Key)
+	cmd.Flag("grpc-server-tls-client-ca", "CA that client certificates must be signed by (mTLS); empty accepts any client.").Default("").StringVar(&serverTLS.ClientCA)
+	extLabels := cmd.Flag("label", "External label name=value announced by the querier's StoreAPI. Repeatable; the StoreAPI is served only with at least one.").PlaceHolder("NAME=VALUE").Strings()
+
+	return subcommand{cmd: cmd, run: func(ctx context.Context, logger *slog.Logger) error {
+		ext, err := parseExternalLabels(*extLabels)
+		if err != nil {
+			return err
+		}
+		dial, err := clientTLS.DialOptions()
+		if err != nil {
+			return err
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			versioncollector.NewCollector("meridian"),
+		)
+		srv, err := query.NewServer(query.ServerConfig{
+			Logger:     logger,
+			Registerer: reg,
+			Gatherer:   reg,
+			StoreSet: query.StoreSetOptions{
+				Endpoints:     *endpoints,
+				SDFiles:       *sdFiles,
+				DialOptions:   dial,
+				ProbeInterval: *probeInterval,
+			},
+			Fanout: query.FanoutOptions{
+				ReplicaLabels:        *replicaLabels,
+				StoreResponseTimeout: *storeTimeout,
+				PartialResponse:      *partial,
+				RegionLabel:          *regionLabel,
+			},
+			Engine: query.EngineOptions{
+				Timeout:       *queryTimeout,
+				MaxSamples:    *maxSamples,
+				LookbackDelta: *lookback,
+				MaxConcurrent: *maxConcurrent,
+			},
+			HTTPAddress:    *httpAddr,
+			HTTPConfigFile: *httpConfig,
+			GRPCAddress:    *grpcAddr,
+			GRPCServerTLS:  serverTLS,
+			ExternalLabels: ext,
+			Flags:          flagValues(app, cmd),
+		})
+		if err != nil {
+			return err
+		}
+		logger.Info("starting querier", "http", srv.HTTPAddr(), "grpc", srv.GRPCAddr(), "endpoints", len(*endpoints), "sd_files", len(*sdFiles))
+		start := time.Now()
+		err = srv.Run(ctx)
+		logger.Info("querier stopped", "uptime", time.Since(start).Round(time.Second))
+		return err
+	}}
+}
+
+func parseExternalLabels(kvs []string) (labels.Labels, error) {
+	b := labels.NewScratchBuilder(len(kvs))
+	seen := map[string]bool{}
+	for _, kv := range kvs {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !model.UTF8Validation.IsValidLabelName(name) || value == "" {
+			return labels.EmptyLabels(), fmt.Errorf("--label %q: want name=value with a valid label name and a non-empty value", kv)
+		}
+		if seen[name] {
+			return labels.EmptyLabels(), fmt.Errorf("--label %q: label %s given twice", kv, name)
+		}
+		seen[name] = true
+		b.Add(name, value)
+	}
+	b.Sort()
+	return b.Labels(), nil
+}
+
+// flagValues lists the global and subcommand flags with their values, for /api/v1/status/flags.
+func flagValues(app *kingpin.Application, cmd *kingpin.CmdClause) map[string]string {
+	out := map[string]string{}
+	for _, f := range append(app.Model().Flags, cmd.Model().Flags...) {
+		if f.Value != nil {
+			out[f.Name] = f.Value.String()
+		}
+	}
+	return out
+}

@@ -1,0 +1,270 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/route"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/features"
+	"google.golang.org/grpc"
+
+	"github.com/meridian-obs/meridian/internal/storeapi"
+)
+
+// shutdownTimeout bounds how long in-flight HTTP and gRPC requests may finish on shutdown.
+const shutdownTimeout = 5 * time.Second
+
+// ServerConfig is everything a querier is made of; `meridian query` fills it from flags and
+// `meridian dev` in code.
+type ServerConfig struct {
+	Logger *slog.Logger
+	// Registerer receives every component's metrics; Gatherer is served on /metrics. Both may
+	// be nil (no metrics, no /metrics).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+
+	StoreSet StoreSetOptions
+	Fanout   FanoutOptions
+	Engine   EngineOptions
+
+	// HTTPAddress is where the HTTP API listens, e.g. "127.0.0.1:9090"; port 0 picks a free
+	// port, readable from Server.HTTPAddr.
+	HTTPAddress string
+	// HTTPConfigFile is an exporter-toolkit web configuration (TLS, basic auth); empty serves
+	// plain HTTP.
+	HTTPConfigFile string
+
+	// GRPCAddress is where the querier serves StoreAPI (so that another querier can sit on top
+	// of it); empty serves none. Port 0 picks a free port, readable from Server.GRPCAddr.
+	GRPCAddress   string
+	GRPCServerTLS ServerTLS
+	// ExternalLabels are announced by, and added to every series of, the querier's StoreAPI.
+	// The StoreAPI server requires at least one: without them the StoreAPI is not served.
+	ExternalLabels labels.Labels
+
+	// Flags are served on /api/v1/status/flags.
+	Flags map[string]string
+}
+
+// Server is a running querier: store set, fan-out, PromQL engine, HTTP API and (stackable)
+// StoreAPI server. Its listeners are bound by NewServer, so addresses are known before Run.
+type Server struct {
+	cfg    ServerConfig
+	logger *slog.Logger
+
+	set    *StoreSet
+	fanout *Fanout
+	engine *promql.Engine
+	api    *API
+	router *route.Router
+
+	httpLis net.Listener
+	httpSrv *http.Server
+	grpcLis net.Listener
+	grpcSrv *grpc.Server
+}
+
+// NewServer builds a querier and binds its listeners; Run serves until its context ends.
+func NewServer(cfg ServerConfig) (_ *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := web.Validate(cfg.HTTPConfigFile); err != nil {
+		return nil, fmt.Errorf("http config %s: %w", cfg.HTTPConfigFile, err)
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+		}
+	}()
+
+	if s.set, err = NewStoreSet(cfg.Logger.With("component", "storeset"), cfg.Registerer, cfg.StoreSet); err != nil {
+		return nil, fmt.Errorf("store set: %w", err)
+	}
+	s.fanout = NewFanout(cfg.Logger.With("component", "fanout"), cfg.Registerer, s.set, cfg.Fanout)
+	feat := features.NewRegistry()
+	s.engine = NewEngine(cfg.Logger.With("component", "engine"), cfg.Registerer, feat, cfg.Engine)
+	if s.api, err = NewAPI(APIOptions{
+		Logger:     cfg.Logger.With("component", "api"),
+		Registerer: cfg.Registerer,
+		Gatherer:   cfg.Gatherer,
+		Engine:     s.engine,
+		Queryable:  s.fanout,
+		Stores:     s.set.Stores,
+		Ready:      s.set.Ready,
+		Flags:      cfg.Flags,
+		Features:   feat,
+	}); err != nil {
+		return nil, err
+	}
+	s.router = route.New()
+	s.api.Register(s.router)
+
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddress); err != nil {
+		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPAddress, err)
+	}
+	s.httpSrv = &http.Server{Handler: s.router, ReadHeaderTimeout: 30 * time.Second}
+
+	if cfg.GRPCAddress == "" {
+		return s, nil
+	}
+	if cfg.ExternalLabels.IsEmpty() {
+		s.logger.Warn("not serving StoreAPI: it needs external labels to announce, set --label", "grpc_address", cfg.GRPCAddress)
+		return s, nil
+	}
+	if err := s.newStoreAPIServer(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newStoreAPIServer serves the fan-out as a StoreAPI store, so that a querier can be an
+// endpoint of another querier. A request's PartialResponseDisabled becomes this querier's
+// partial-response choice for the fan-out underneath.
+func (s *Server) newStoreAPIServer() (err error) {
+	srv, err := storeapi.NewServer(storeapi.FromQueryable(s.fanout), storeapi.Options{
+		ExternalLabels: s.cfg.ExternalLabels,
+		TimeRange:      s.storesTimeRange,
+		ComponentType:  "query",
+		RequestContext: func(ctx context.Context, partialResponseDisabled bool) context.Context {
+			return WithPartialResponse(ctx, !partialResponseDisabled)
+		},
+		Logger:     s.logger.With("component", "storeapi"),
+		Registerer: s.cfg.Registerer,
+	})
+	if err != nil {
+		return fmt.Errorf("storeapi server: %w", err)
+	}
+	opts, err := s.cfg.GRPCServerTLS.ServerOptions()
+	if err != nil {
+		return err
+	}
+	s.grpcSrv = grpc.NewServer(opts...)
+	srv.Register(s.grpcSrv)
+	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddress); err != nil {
+		return fmt.Errorf("listen grpc %s: %w", s.cfg.GRPCAddress, err)
+	}
+	return nil
+}
+
+// storesTimeRange announces the union of the healthy stores' time ranges; nothing at all when
+// no store is healthy, so that a querier above prunes this one instead of waiting on it.
+func (s *Server) storesTimeRange() (int64, int64) {
+	mint, maxt := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, st := range s.set.Stores() {
+		if !st.Healthy {
+			continue
+		}
+		mint, maxt = min(mint, st.MinTime), max(maxt, st.MaxTime)
+	}
+	return mint, maxt
+}
+
+// Router is the HTTP router the API is mounted on; other roles running in the same process
+// (SLO engine, readiness) add their endpoints to it before Run.
+func (s *Server) Router() *route.Router { return s.router }
+
+// HTTPAddr is the bound address of the HTTP API.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// GRPCAddr is the bound address of the StoreAPI server, empty when none is served.
+func (s *Server) GRPCAddr() string {
+	if s.grpcLis == nil {
+		return ""
+	}
+	return s.grpcLis.Addr().String()
+}
+
+// StoreSet is the querier's store set (for readiness and status in the same process).
+func (s *Server) StoreSet() *StoreSet { return s.set }
+
+// Queryable is the fan-out over the store set.
+func (s *Server) Queryable() storage.Queryable { return s.fanout }
+
+// Engine is the querier's PromQL engine, for in-process evaluation (SLO engine, ruler).
+func (s *Server) Engine() *promql.Engine { return s.engine }
+
+// Run serves until ctx ends or a component fails; each component is an actor of one run group,
+// so one failing stops the others. It returns nil after an orderly shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.closeListeners()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var g run.Group
+	g.Add(func() error {
+		<-ctx.Done()
+		return nil
+	}, func(error) { cancel() })
+
+	setCtx, stopSet := context.WithCancel(context.Background())
+	g.Add(func() error {
+		if err := s.set.Run(setCtx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("store set: %w", err)
+		}
+		return nil
+	}, func(error) { stopSet() })
+
+	webFlags := &web.FlagConfig{
+		WebListenAddresses: &[]string{s.HTTPAddr()},
+		WebSystemdSocket:   new(bool),
+		WebConfigFile:      &s.cfg.HTTPConfigFile,
+	}
+	g.Add(func() error {
+		// web.Serve rather than web.ListenAndServe: the listener is bound by NewServer so that
+		// port 0 works and the address is known before serving.
+		if err := web.Serve(s.httpLis, s.httpSrv, webFlags, s.logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server on %s: %w", s.HTTPAddr(), err)
+		}
+		return nil
+	}, func(error) {
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer scancel()
+		if err := s.httpSrv.Shutdown(sctx); err != nil {
+			s.logger.Warn("http server shutdown", "err", err)
+		}
+	})
+
+	if s.grpcSrv != nil {
+		g.Add(func() error {
+			s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "external_labels", s.cfg.ExternalLabels.String())
+			if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
+				return fmt.Errorf("grpc server on %s: %w", s.GRPCAddr(), err)
+			}
+			return nil
+		}, func(error) {
+			stopped := make(chan struct{})
+			go func() {
+				s.grpcSrv.GracefulStop()
+				close(stopped)
+			}()
+			select {
+			case <-stopped:
+			case <-time.After(shutdownTimeout):
+				s.grpcSrv.Stop()
+			}
+		})
+	}
+	return g.Run()
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.httpLis, s.grpcLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
