@@ -40,6 +40,7 @@ func run(args []string) int {
 
 	subs := []subcommand{
 		ingestCommand(app),
+		queryCommand(app),
 		readinessCommand(app),
 		simulateCommand(app),
 	}
