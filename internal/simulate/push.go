@@ -80,10 +80,11 @@ func (s *Simulator) Push(ctx context.Context, region, rawURL string, step time.D
 	next := start.Add(-s.cfg.backfill).UnixMilli() // first timestamp not yet sent
 	logger.Info("simulator pushing", "backfill", s.cfg.backfill, "step", step)
 	backfilled := false
+	p := &pusher{s: s, region: region, url: rawURL}
 	for {
 		nowMs := s.cfg.clock().UnixMilli()
 		err := s.eachWriteRequest(region, next, nowMs, step, func(wr *prompb.WriteRequest, lastMs int64) error {
-			if err := s.send(ctx, region, rawURL, wr); err != nil {
+			if err := p.send(ctx, wr); err != nil {
 				return err
 			}
 			next = lastMs + 1
@@ -108,8 +109,18 @@ func (s *Simulator) Push(ctx context.Context, region, rawURL string, step time.D
 	}
 }
 
+// pusher sends one region's requests and keeps its logs short: a receiver that rejects a
+// whole backfill, or is down for minutes, is told once, not once per request.
+type pusher struct {
+	s       *Simulator
+	region  string
+	url     string
+	dropped int // requests dropped since the last accepted one
+}
+
 // send delivers one request, retrying recoverable failures until ctx is done.
-func (s *Simulator) send(ctx context.Context, region, rawURL string, wr *prompb.WriteRequest) error {
+func (p *pusher) send(ctx context.Context, wr *prompb.WriteRequest) error {
+	s, region := p.s, p.region
 	data, err := wr.Marshal()
 	if err != nil {
 		return fmt.Errorf("region %q: encode write request: %w", region, err)
@@ -117,24 +128,33 @@ func (s *Simulator) send(ctx context.Context, region, rawURL string, wr *prompb.
 	body := snappy.Encode(nil, data)
 	backoff := s.cfg.minBackoff
 	for attempt := 1; ; attempt++ {
-		status, err := s.post(ctx, rawURL, body)
+		status, err := s.post(ctx, p.url, body)
 		switch {
 		case err == nil:
 			samples, newest := requestStats(wr)
 			s.metrics.requests.WithLabelValues(region, "sent").Inc()
 			s.metrics.samples.WithLabelValues(region).Add(float64(samples))
 			s.metrics.newest.WithLabelValues(region).Set(float64(newest) / 1000)
+			if p.dropped > 0 || attempt > 1 {
+				s.cfg.logger.Info("remote write accepted again", "region", region, "url", p.url, "dropped_before", p.dropped, "attempts", attempt)
+			}
+			p.dropped = 0
 			return nil
 		case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
 			s.metrics.requests.WithLabelValues(region, "dropped").Inc()
-			s.cfg.logger.Warn("remote write rejected, dropping request", "region", region, "url", rawURL, "err", err)
+			if p.dropped == 0 {
+				s.cfg.logger.Warn("remote write rejected, dropping requests until one is accepted", "region", region, "url", p.url, "err", err)
+			}
+			p.dropped++
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		s.metrics.requests.WithLabelValues(region, "retried").Inc()
-		s.cfg.logger.Warn("remote write failed, retrying", "region", region, "url", rawURL, "attempt", attempt, "backoff", backoff, "err", err)
+		if attempt == 1 || attempt%10 == 0 {
+			s.cfg.logger.Warn("remote write failed, retrying", "region", region, "url", p.url, "attempt", attempt, "backoff", backoff, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
