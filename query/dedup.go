@@ -85,6 +85,7 @@ type dedupIterator struct {
 type pairIterator struct {
 	a, b       chunkenc.Iterator
 	aVal, bVal chunkenc.ValueType // type of a's and b's current sample; ValNone once exhausted
+	aT, bT     int64              // timestamp of a's and b's current sample
 
 	started, done bool
 	err           error
@@ -115,14 +116,14 @@ func (p *pairIterator) Next() chunkenc.ValueType {
 	}
 	if !p.started {
 		p.started = true
-		p.aVal = p.a.Next()
-		p.bVal = p.b.Next()
+		p.aVal, p.aT = first(p.a)
+		p.bVal, p.bT = first(p.b)
 	} else if p.useA {
-		p.aVal = p.advanceFollowed(p.a, p.aVal)
-		p.bVal = p.advanceOther(p.b, p.bVal, p.penB)
+		p.aVal, p.aT = p.advanceFollowed(p.a, p.aVal)
+		p.bVal, p.bT = p.advanceOther(p.b, p.bVal, p.bT, p.penB)
 	} else {
-		p.aVal = p.advanceOther(p.a, p.aVal, p.penA)
-		p.bVal = p.advanceFollowed(p.b, p.bVal)
+		p.aVal, p.aT = p.advanceOther(p.a, p.aVal, p.aT, p.penA)
+		p.bVal, p.bT = p.advanceFollowed(p.b, p.bVal)
 	}
 
 	switch {
@@ -132,14 +133,14 @@ func (p *pairIterator) Next() chunkenc.ValueType {
 		if p.err = p.a.Err(); p.err != nil {
 			return p.finish()
 		}
-		p.choose(false, p.b.AtT())
+		p.choose(false, p.bT)
 	case p.bVal == chunkenc.ValNone:
 		if p.err = p.b.Err(); p.err != nil {
 			return p.finish()
 		}
-		p.choose(true, p.a.AtT())
+		p.choose(true, p.aT)
 	default:
-		ta, tb := p.a.AtT(), p.b.AtT()
+		ta, tb := p.aT, p.bT
 		if ta == tb {
 			// Same timestamp: stay with the followed replica (a at the start).
 			p.choose(p.useA, ta)
@@ -150,25 +151,44 @@ func (p *pairIterator) Next() chunkenc.ValueType {
 	return p.curVal
 }
 
+// first moves a replica to its first sample.
+func first(it chunkenc.Iterator) (chunkenc.ValueType, int64) {
+	vt := it.Next()
+	if vt == chunkenc.ValNone {
+		return vt, math.MinInt64
+	}
+	return vt, it.AtT()
+}
+
 // advanceFollowed moves the followed replica, which holds the current sample, to its next one.
 // It steps with Next rather than Seek: iterators such as Prometheus's chained and TSDB ones keep a
 // histogram's counter reset hint only across Next.
-func (p *pairIterator) advanceFollowed(it chunkenc.Iterator, vt chunkenc.ValueType) chunkenc.ValueType {
+func (p *pairIterator) advanceFollowed(it chunkenc.Iterator, vt chunkenc.ValueType) (chunkenc.ValueType, int64) {
 	if vt == chunkenc.ValNone {
-		return vt
+		return vt, math.MinInt64
 	}
-	if vt = it.Next(); vt != chunkenc.ValNone && it.AtT() <= p.lastT {
-		vt = it.Seek(p.lastT + 1)
+	if vt = it.Next(); vt == chunkenc.ValNone {
+		return vt, math.MinInt64
 	}
-	return vt
+	if t := it.AtT(); t > p.lastT {
+		return vt, t
+	}
+	return p.advanceOther(it, vt, p.lastT, 0)
 }
 
-// advanceOther moves the replica that is not followed to its first sample past the penalty.
-func (p *pairIterator) advanceOther(it chunkenc.Iterator, vt chunkenc.ValueType, pen int64) chunkenc.ValueType {
+// advanceOther moves a replica that is not followed, at t, to its first sample past the penalty.
+func (p *pairIterator) advanceOther(it chunkenc.Iterator, vt chunkenc.ValueType, t, pen int64) (chunkenc.ValueType, int64) {
 	if vt == chunkenc.ValNone {
-		return vt
+		return vt, math.MinInt64
 	}
-	return it.Seek(seekTarget(p.lastT, pen))
+	target := seekTarget(p.lastT, pen)
+	if t >= target {
+		return vt, t // Seek would have no effect.
+	}
+	if vt = it.Seek(target); vt == chunkenc.ValNone {
+		return vt, math.MinInt64
+	}
+	return vt, it.AtT()
 }
 
 // choose makes a's (useA) or b's sample at t the current one and penalises the other replica by

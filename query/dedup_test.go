@@ -312,48 +312,13 @@ func TestDedupSeriesMergeSeek(t *testing.T) {
 		seeks    []int64 // seconds
 		want     []int64 // seconds of the sample each seek lands on; none when exhausted
 	}{
-		{
-			name:     "seek into the middle of a replica's segment",
-			replicas: dedupGapCases[0].replicas,
-			seeks:    []int64{47},
-			want:     []int64{60},
-		},
-		{
-			name:     "seek onto an exact timestamp",
-			replicas: dedupGapCases[0].replicas,
-			seeks:    []int64{140},
-			want:     []int64{140},
-		},
-		{
-			name:     "seek into a gap lands where the other replica took over",
-			replicas: dedupGapCases[0].replicas,
-			seeks:    []int64{100, 290},
-			want:     []int64{125, 315},
-		},
-		{
-			name:     "seek backwards stays on the current sample",
-			replicas: dedupGapCases[0].replicas,
-			seeks:    []int64{200, 50, 200},
-			want:     []int64{200, 200, 200},
-		},
-		{
-			name:     "seek before the first sample lands on the first",
-			replicas: dedupGapCases[0].replicas,
-			seeks:    []int64{-100},
-			want:     []int64{0},
-		},
-		{
-			name:     "seek past the end exhausts the iterator",
-			replicas: dedupGapCases[0].replicas,
-			seeks:    []int64{10_000, 0},
-			want:     []int64{none, none},
-		},
-		{
-			name:     "seek through three replicas",
-			replicas: dedupGapCases[9].replicas,
-			seeks:    []int64{100, 120, 230, 599, 600},
-			want:     []int64{105, 140, 239, 599, none},
-		},
+		{"seek into the middle of a replica's segment", dedupGapCases[0].replicas, []int64{47}, []int64{60}},
+		{"seek onto an exact timestamp", dedupGapCases[0].replicas, []int64{140}, []int64{140}},
+		{"seek into a gap lands where the other replica took over", dedupGapCases[0].replicas, []int64{100, 290}, []int64{125, 315}},
+		{"seek backwards stays on the current sample", dedupGapCases[0].replicas, []int64{200, 50, 200}, []int64{200, 200, 200}},
+		{"seek before the first sample lands on the first", dedupGapCases[0].replicas, []int64{-100}, []int64{0}},
+		{"seek past the end exhausts the iterator", dedupGapCases[0].replicas, []int64{10_000, 0}, []int64{none, none}},
+		{"seek through three replicas", dedupGapCases[9].replicas, []int64{100, 120, 230, 599, 600}, []int64{105, 140, 239, 599, none}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			merged := DedupSeriesMerge(encodedReplicas(t, chunkenc.ValFloat, tc.replicas)...)
@@ -406,36 +371,26 @@ func corruptReplica(t *testing.T, r int, sp scrapeSpan) storage.Series {
 }
 
 func TestDedupSeriesMergePropagatesReplicaErrors(t *testing.T) {
-	// The healthy replicas go on long after the corrupt one fails, so reaching their end would
-	// mean the error was swallowed.
-	healthy := func(t *testing.T) storage.Series {
-		return encodedReplica(t, labels.FromStrings("__name__", "up"), replicaScrapes(chunkenc.ValFloat, replicaA, scrapeSpan{0, 900}))
-	}
 	for _, tc := range []struct {
-		name     string
-		replicas func(t *testing.T) []storage.Series
+		name        string
+		replicas    int
+		corrupt     int
+		corruptSpan scrapeSpan
 	}{
-		{
-			name: "corrupt first replica",
-			replicas: func(t *testing.T) []storage.Series {
-				return []storage.Series{corruptReplica(t, replicaA, scrapeSpan{0, 300}), healthy(t)}
-			},
-		},
-		{
-			name: "corrupt second replica",
-			replicas: func(t *testing.T) []storage.Series {
-				return []storage.Series{healthy(t), corruptReplica(t, replicaB, scrapeSpan{5, 305})}
-			},
-		},
-		{
-			name: "corrupt third replica",
-			replicas: func(t *testing.T) []storage.Series {
-				return []storage.Series{healthy(t), healthy(t), corruptReplica(t, replicaC, scrapeSpan{2, 302})}
-			},
-		},
+		{"corrupt first replica", 2, replicaA, scrapeSpan{0, 300}},
+		{"corrupt second replica", 2, replicaB, scrapeSpan{5, 305}},
+		{"corrupt third replica", 3, replicaC, scrapeSpan{2, 302}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			it := DedupSeriesMerge(tc.replicas(t)...).Iterator(nil)
+			// The healthy replicas go on long after the corrupt one fails, so reaching their
+			// end would mean the error was swallowed.
+			replicas := make([]storage.Series, tc.replicas)
+			for r := range replicas {
+				replicas[r] = encodedReplica(t, labels.FromStrings("__name__", "up"), replicaScrapes(chunkenc.ValFloat, r, scrapeSpan{0, 900}))
+			}
+			replicas[tc.corrupt] = corruptReplica(t, tc.corrupt, tc.corruptSpan)
+
+			it := DedupSeriesMerge(replicas...).Iterator(nil)
 			got, err := expandDedupErr(it)
 			require.Error(t, err)
 			require.NotEmpty(t, got)
@@ -533,8 +488,8 @@ func TestDedupSeriesMergeThroughMergeSeriesSet(t *testing.T) {
 }
 
 // BenchmarkDedup reads two replicas of 10k samples each, 5s apart and with gaps on different
-// sides, through the penalty merge; "chain" reads the same replicas through Prometheus's
-// ChainedSeriesMerge (which keeps every sample of both) as a yardstick.
+// sides, through the penalty merge. As yardsticks, "chain" reads them through Prometheus's
+// ChainedSeriesMerge (which keeps every sample of both) and "one-replica" reads the first alone.
 func BenchmarkDedup(b *testing.B) {
 	const n = 10_000
 	gapsA := []scrapeSpan{{0, 30_000}, {31_000, 90_000}, {92_000, 149_985}}
@@ -551,6 +506,7 @@ func BenchmarkDedup(b *testing.B) {
 	}{
 		{"penalty", DedupSeriesMerge},
 		{"chain", storage.ChainedSeriesMerge},
+		{"one-replica", func(series ...storage.Series) storage.Series { return series[0] }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			series := bc.merge(replicas...)
