@@ -320,3 +320,19 @@ func TestReadinessConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestReadinessUnknownStateStillReportsFiredGates(t *testing.T) {
+	spec := workedExampleSpec(t)
+	snap := workedExample(spec)
+	snap.usage = readinessAnswer(spec.UsageExpr, nil) // capacity unknown (0.30)
+	snap.drill = readinessAnswer(spec.DrillExpr, nil) // drill unknown (0.10)
+	h := snap.slo["us-east-1"]
+	h.PageBurn, h.PageBurnSLOs = true, []string{"shop/availability"}
+	snap.slo["us-east-1"] = h
+
+	res := scoreRegion(spec, snap, "eu-west-1")
+	require.Equal(t, StateUnknown, res.State, "more than a third of the weight is unknown (READINESS.md puts UNKNOWN first)")
+	require.False(t, res.Ready)
+	require.Equal(t, []string{GatePageBurn}, readinessGateNames(res))
+	require.Equal(t, "page-level burn in survivor us-east-1 (shop/availability); and inputs are missing for capacity, drill_recency (40% of the weight): no data for usage of eu-west-1, usage of ap-southeast-1, usage of us-east-1", res.Reason)
+}

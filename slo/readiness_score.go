@@ -131,7 +131,13 @@ func reason(res *ReadinessResult, outs []componentOutcome, unknownNames []string
 				break
 			}
 		}
-		return fmt.Sprintf("inputs are missing for %s (%.0f%% of the weight): %s", strings.Join(unknownNames, ", "), unknown*100, first)
+		msg := fmt.Sprintf("inputs are missing for %s (%.0f%% of the weight): %s", strings.Join(unknownNames, ", "), unknown*100, first)
+		if len(res.Gates) > 0 {
+			// The state stays UNKNOWN (READINESS.md), but a gate that fired is known and says
+			// more to the person on call than the missing inputs do.
+			msg = res.Gates[0].Message + "; and " + msg
+		}
+		return msg
 	}
 	if len(res.Gates) > 0 {
 		msg := res.Gates[0].Message
