@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -682,4 +683,84 @@ func FuzzQueryAPI(f *testing.F) {
 			require.Less(t, resp.StatusCode, 500, "query %q: %s", q, body)
 		}
 	})
+}
+
+// TestServerAnswersThroughTheFanoutOverRealStores runs the whole querier (NewServer: store set,
+// fan-out, engine, API, StoreAPI) against two real StoreAPI stores and one endpoint that is down.
+func TestServerAnswersThroughTheFanoutOverRealStores(t *testing.T) {
+	const from, to, step = int64(1_700_000_000_000), int64(1_700_000_600_000), int64(15_000)
+	eu := startTestStore(t, labels.FromStrings("region", "eu-west-1"), nil)
+	us := startTestStore(t, labels.FromStrings("region", "us-east-1"), nil)
+	appendFloats(t, eu.db, from, to, step, labels.FromStrings("__name__", "up", "job", "api"))
+	appendFloats(t, us.db, from, to, step, labels.FromStrings("__name__", "up", "job", "api"))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := lis.Addr().String()
+	require.NoError(t, lis.Close())
+
+	reg := prometheus.NewRegistry()
+	srv, err := NewServer(ServerConfig{
+		Registerer: reg,
+		Gatherer:   reg,
+		StoreSet: StoreSetOptions{
+			Endpoints:     []string{eu.addr, us.addr, down},
+			ProbeInterval: 100 * time.Millisecond,
+			ProbeTimeout:  time.Second,
+		},
+		Fanout:         FanoutOptions{StoreResponseTimeout: 2 * time.Second, PartialResponse: true},
+		HTTPAddress:    "127.0.0.1:0",
+		GRPCAddress:    "127.0.0.1:0",
+		ExternalLabels: labels.FromStrings("querier", "global"),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.NotEmpty(t, srv.GRPCAddr())
+	f := &apiFixture{url: "http://" + srv.HTTPAddr()}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(f.url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 50*time.Millisecond)
+
+	code, resp := f.call(t, http.MethodGet, "/api/v1/stores", nil)
+	require.Equal(t, http.StatusOK, code)
+	var stores []StoreStatus
+	require.NoError(t, json.Unmarshal(resp.Data, &stores))
+	health := map[string]bool{}
+	for _, s := range stores {
+		health[s.Address] = s.Healthy
+	}
+	require.Equal(t, map[string]bool{eu.addr: true, us.addr: true, down: false}, health)
+
+	at := strconv.FormatFloat(float64(to)/1000, 'f', 3, 64)
+	code, resp = f.call(t, http.MethodPost, "/api/v1/query", url.Values{"query": {"up"}, "time": {at}})
+	require.Equal(t, http.StatusOK, code, resp.Error)
+	var data queryData[[]vectorSample]
+	require.NoError(t, json.Unmarshal(resp.Data, &data))
+	regions := map[string]float64{}
+	for _, s := range data.Result {
+		regions[s.Metric["region"]] = sampleValue(t, s.Value[1])
+	}
+	require.Equal(t, map[string]float64{"eu-west-1": float64(to), "us-east-1": float64(to)}, regions)
+	require.Len(t, resp.Warnings, 1)
+	require.Contains(t, resp.Warnings[0], down, "the warning names the missing store")
+
+	code, resp = f.call(t, http.MethodGet, "/api/v1/label/region/values", url.Values{"match[]": {`up{job="api"}`}, "partial_response": {"true"}})
+	require.Equal(t, http.StatusOK, code, resp.Error)
+	require.JSONEq(t, `["eu-west-1","us-east-1"]`, string(resp.Data))
+	require.Len(t, resp.Warnings, 1)
+
+	code, resp = f.call(t, http.MethodGet, "/api/v1/query", url.Values{"query": {"up"}, "time": {at}, "partial_response": {"false"}})
+	require.GreaterOrEqual(t, code, 400, "a missing store fails the query when partial response is off")
+	require.Equal(t, "error", resp.Status)
+	require.Contains(t, resp.Error, down)
 }
