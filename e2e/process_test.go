@@ -65,7 +65,7 @@ func runTests(m *testing.M) int {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -102,7 +102,7 @@ type process struct {
 }
 
 // startProcess starts bin with args. Its output is kept and printed if the test fails.
-func startProcess(t *testing.T, name, bin string, args ...string) *process {
+func startProcess(t testing.TB, name, bin string, args ...string) *process {
 	t.Helper()
 	p := &process{name: name, cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -140,7 +140,7 @@ func (p *process) exited() bool {
 }
 
 // stop sends SIGTERM and waits up to timeout for a clean exit; it fails the test otherwise.
-func (p *process) stop(t *testing.T, timeout time.Duration) {
+func (p *process) stop(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	if p.exited() {
 		return
@@ -157,7 +157,7 @@ func (p *process) stop(t *testing.T, timeout time.Duration) {
 }
 
 // kill9 kills the process with SIGKILL, as a crash would, and waits for it to be gone.
-func (p *process) kill9(t *testing.T) {
+func (p *process) kill9(t testing.TB) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
 	select {
@@ -168,7 +168,7 @@ func (p *process) kill9(t *testing.T) {
 }
 
 // waitReady polls url until it answers 200, failing early if the process exits.
-func waitReady(t *testing.T, p *process, url string, timeout time.Duration) {
+func waitReady(t testing.TB, p *process, url string, timeout time.Duration) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
@@ -196,7 +196,7 @@ type ingestProcess struct {
 
 // startIngest runs `meridian ingest` with the given external labels (name=value) on free
 // loopback ports over tsdbPath and waits until it is ready (WAL replayed).
-func startIngest(t *testing.T, tsdbPath string, extLabels []string, extraArgs ...string) *ingestProcess {
+func startIngest(t testing.TB, tsdbPath string, extLabels []string, extraArgs ...string) *ingestProcess {
 	t.Helper()
 	ip := &ingestProcess{httpAddr: freeAddr(t), grpcAddr: freeAddr(t), tsdbPath: tsdbPath}
 	args := []string{"ingest", "--tsdb.path", tsdbPath, "--http-address", ip.httpAddr, "--grpc-address", ip.grpcAddr}
@@ -216,7 +216,7 @@ const prometheusBinary = "/usr/bin/prometheus"
 
 // startPrometheus runs the real Prometheus with configYAML on a free loopback port and waits
 // until it is ready. It returns the process and its listen address.
-func startPrometheus(t *testing.T, addr, configYAML string, extraArgs ...string) *process {
+func startPrometheus(t testing.TB, addr, configYAML string, extraArgs ...string) *process {
 	t.Helper()
 	_, err := os.Stat(prometheusBinary)
 	require.NoError(t, err, "the e2e tests need Debian's prometheus (run `make deps`)")
@@ -246,7 +246,7 @@ type seriesSamples struct {
 }
 
 // storeSeries calls StoreAPI Series on addr and decodes every XOR chunk of the answer.
-func storeSeries(t *testing.T, addr string, mint, maxt int64, matchers ...storepb.LabelMatcher) []seriesSamples {
+func storeSeries(t testing.TB, addr string, mint, maxt int64, matchers ...storepb.LabelMatcher) []seriesSamples {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -287,7 +287,7 @@ func storeSeries(t *testing.T, addr string, mint, maxt int64, matchers ...storep
 
 // promRangeSamples asks Prometheus's HTTP API for the raw samples of selector over
 // (at-window, at] (a range-vector instant query, which returns stored samples unchanged).
-func promRangeSamples(t *testing.T, addr, selector string, window time.Duration, atMillis int64) []seriesSamples {
+func promRangeSamples(t testing.TB, addr, selector string, window time.Duration, atMillis int64) []seriesSamples {
 	t.Helper()
 	q := url.Values{}
 	q.Set("query", fmt.Sprintf("%s[%ds]", selector, int(window.Seconds())))
@@ -325,7 +325,7 @@ func promRangeSamples(t *testing.T, addr, selector string, window time.Duration,
 }
 
 // remoteWrite posts req as a snappy Remote-Write 1.0 body and returns the status code and body.
-func remoteWrite(t *testing.T, writeURL string, req *prompb.WriteRequest) (int, string) {
+func remoteWrite(t testing.TB, writeURL string, req *prompb.WriteRequest) (int, string) {
 	t.Helper()
 	raw, err := req.Marshal()
 	require.NoError(t, err)
