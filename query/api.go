@@ -253,7 +253,9 @@ func writeError(w http.ResponseWriter, errorType string, code int, err error) {
 
 // overrideErrorCode keeps Prometheus's status codes except for two cases it cannot know about:
 // a store call that ran out of time with partial response off is a timeout (503) rather than a
-// generic execution error (422), and endpoints that need a local TSDB answer 404.
+// generic execution error (422), so is a query that waited past its deadline for one of the
+// --query.max-concurrent slots (Prometheus reports that as bad_data), and endpoints that need a
+// local TSDB answer 404.
 //
 // It is generic only because v1.OverrideErrorCode's first parameter has an unexported type: the
 // compiler infers it where the function is passed to v1.NewAPI.
@@ -261,7 +263,9 @@ func overrideErrorCode[N ~int](num N, err error) (int, bool) {
 	switch {
 	case errors.Is(err, errNoLocalTSDB):
 		return http.StatusNotFound, true
-	case int(num) == int(v1.ErrorExec) && errors.Is(err, context.DeadlineExceeded):
+	case int(num) == int(v1.ErrorExec) && errors.Is(err, context.DeadlineExceeded),
+		int(num) == int(v1.ErrorBadData) && errors.As(err, new(promql.ErrQueryTimeout)): // timed out waiting for a query slot
+
 		return http.StatusServiceUnavailable, true
 	}
 	return 0, false

@@ -79,6 +79,11 @@ func (g *concurrencyGate) GetMaxConcurrent() int { return cap(g.slots) }
 func (g *concurrencyGate) Insert(ctx context.Context, _ string) (int, error) {
 	select {
 	case g.slots <- struct{}{}:
+		return 0, nil // a free slot wins over an expired deadline: the engine reports that itself
+	default:
+	}
+	select {
+	case g.slots <- struct{}{}:
 		return 0, nil
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
