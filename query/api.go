@@ -265,7 +265,6 @@ func overrideErrorCode[N ~int](num N, err error) (int, bool) {
 		return http.StatusNotFound, true
 	case int(num) == int(v1.ErrorExec) && errors.Is(err, context.DeadlineExceeded),
 		int(num) == int(v1.ErrorBadData) && errors.As(err, new(promql.ErrQueryTimeout)): // timed out waiting for a query slot
-
 		return http.StatusServiceUnavailable, true
 	}
 	return 0, false
