@@ -21,12 +21,17 @@ var matchAll = labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+"
 // storageMatchers converts the request's matchers and evaluates those on external label names
 // against the external labels. It returns ok=false when one of them does not match, in which
 // case the store holds nothing for the request; otherwise it returns the remaining matchers,
-// the ones the storage must evaluate. Invalid matchers are a codes.InvalidArgument error.
+// the ones the storage must evaluate. With label sets instead of external labels every matcher
+// is the storage's, and ok is false when no label set can match them. Invalid matchers are a
+// codes.InvalidArgument error.
 func (s *Server) storageMatchers(ms []storepb.LabelMatcher) (_ []*labels.Matcher, ok bool, _ error) {
 	converted, err := storepb.MatchersToPromMatchers(ms...)
 	if err != nil {
 		// Not storepb.MatchersToString: it panics on an unknown matcher type.
 		return nil, false, status.Errorf(codes.InvalidArgument, "invalid matchers: %v", err)
+	}
+	if s.labelSets != nil {
+		return converted, anyLabelSetMatches(s.labelSets(), converted), nil
 	}
 	remaining := converted[:0]
 	for _, m := range converted {
@@ -39,6 +44,31 @@ func (s *Server) storageMatchers(ms []storepb.LabelMatcher) (_ []*labels.Matcher
 		}
 	}
 	return remaining, true, nil
+}
+
+// anyLabelSetMatches tells whether series carrying one of lsets may match ms: whether one set
+// contradicts none of the matchers on its label names. Matchers on other names are left to the
+// storage, so a set without labels, like no sets at all, matches everything.
+func anyLabelSetMatches(lsets []labels.Labels, ms []*labels.Matcher) bool {
+	if len(lsets) == 0 {
+		return true
+	}
+	for _, ls := range lsets {
+		if labelSetMatches(ls, ms) {
+			return true
+		}
+	}
+	return false
+}
+
+// labelSetMatches tells whether every matcher on a name of ls matches its value there.
+func labelSetMatches(ls labels.Labels, ms []*labels.Matcher) bool {
+	for _, m := range ms {
+		if ls.Has(m.Name) && !m.Matches(ls.Get(m.Name)) {
+			return false
+		}
+	}
+	return true
 }
 
 // externalLabelsWithout returns the external labels minus the names in drop.

@@ -1,10 +1,16 @@
 // Package storeapi serves the Thanos StoreAPI Store and Info gRPC services over a Prometheus
 // storage.ChunkQueryable.
 //
-// Every series gets the store's external labels (they override a series' own label of the
-// same name, as in Thanos), so a querier can tell regions apart and prune stores. Matchers
-// on external label names are answered from the external labels alone: a request that
-// contradicts them is answered empty without touching the storage. Chunks are passed on as
+// A store's server has external labels: every series gets them (they override a series' own
+// label of the same name, as in Thanos), so a querier can tell regions apart and prune stores.
+// Matchers on external label names are answered from the external labels alone: a request that
+// contradicts them is answered empty without touching the storage.
+//
+// A querier's server, stacked under another querier, has label sets instead: the external
+// labels of the stores underneath, which the series it serves already carry. It adds no labels
+// and passes every matcher on, but announces the label sets so that the querier above can
+// prune it, and answers empty, without touching the storage, a request that none of them can
+// match. Chunks are passed on as
 // the storage holds them (XOR, histogram and float histogram encodings); FromQueryable turns a
 // sample-based storage.Queryable into chunks for servers stacked on a querier.
 package storeapi
@@ -36,9 +42,16 @@ const DefaultMaxFrameBytes = 1 << 20
 
 // Options configures a Server.
 type Options struct {
-	// ExternalLabels identify the store (at least the region); required, non-empty. They are
-	// added to every series and override a series' own label of the same name.
+	// ExternalLabels identify the store (at least the region). They are added to every series
+	// and override a series' own label of the same name. Exactly one of ExternalLabels and
+	// LabelSets is required.
 	ExternalLabels labels.Labels
+	// LabelSets, for a server that adds no labels (a querier over stores), returns the label
+	// sets of the data it serves: every series carries all the labels of one of them. It is
+	// called by every Info and on every request, so it should be cheap; its sets should be
+	// sorted and unique, as Info announces them as given. A request that no set can match is
+	// answered empty without touching the storage; a set without labels matches everything.
+	LabelSets func() []labels.Labels
 	// TimeRange returns the time range in milliseconds announced by Info. Nil announces
 	// math.MinInt64 to math.MaxInt64.
 	TimeRange func() (mint, maxt int64)
@@ -66,6 +79,7 @@ type Server struct {
 
 	queryable      storage.ChunkQueryable
 	extLabels      labels.Labels
+	labelSets      func() []labels.Labels // nil when extLabels are set
 	timeRange      func() (int64, int64)
 	componentType  string
 	requestContext func(context.Context, bool) context.Context
@@ -85,12 +99,18 @@ func NewServer(q storage.ChunkQueryable, opts Options) (*Server, error) {
 	if q == nil {
 		return nil, errors.New("storeapi: nil queryable")
 	}
-	if err := validateExternalLabels(opts.ExternalLabels); err != nil {
-		return nil, err
+	switch {
+	case opts.LabelSets != nil && !opts.ExternalLabels.IsEmpty():
+		return nil, fmt.Errorf("storeapi: external labels %s and label sets are exclusive: a store adds its external labels, a querier announces its stores' label sets", opts.ExternalLabels)
+	case opts.LabelSets == nil:
+		if err := validateExternalLabels(opts.ExternalLabels); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		queryable:      q,
 		extLabels:      opts.ExternalLabels.Copy(),
+		labelSets:      opts.LabelSets,
 		timeRange:      opts.TimeRange,
 		componentType:  opts.ComponentType,
 		requestContext: opts.RequestContext,
@@ -123,7 +143,7 @@ func NewServer(q storage.ChunkQueryable, opts Options) (*Server, error) {
 
 func validateExternalLabels(ext labels.Labels) error {
 	if ext.IsEmpty() {
-		return errors.New("storeapi: external labels are required (at least the region)")
+		return errors.New("storeapi: external labels (at least the region) or label sets are required")
 	}
 	if name, dup := ext.HasDuplicateLabelNames(); dup {
 		return fmt.Errorf("storeapi: external label %q set twice", name)
@@ -143,16 +163,31 @@ func (s *Server) Register(g *grpc.Server) {
 	infopb.RegisterInfoServer(g, s)
 }
 
-// ExternalLabels returns a copy of the labels the server adds to every series.
+// ExternalLabels returns a copy of the labels the server adds to every series; none for a
+// server with label sets.
 func (s *Server) ExternalLabels() labels.Labels {
 	return s.extLabels.Copy()
 }
 
-// Info announces the external labels, the time range and the StoreAPI capabilities, which is
-// what a Thanos or Meridian querier needs to add the server to its store set and prune it.
+// announcedLabelSets are the label sets Info announces: the external labels, or the label sets
+// of the data served.
+func (s *Server) announcedLabelSets() []labels.Labels {
+	if s.labelSets == nil {
+		return []labels.Labels{s.extLabels}
+	}
+	return s.labelSets()
+}
+
+// Info announces the label sets, the time range and the StoreAPI capabilities, which is what a
+// Thanos or Meridian querier needs to add the server to its store set and prune it. As Thanos
+// does, a querier announces one TSDB per label set of its stores, here with its whole range.
 func (s *Server) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse, error) {
 	mint, maxt := s.timeRange()
-	lsets := labelpb.ZLabelSetsFromPromLabels(s.extLabels)
+	lsets := labelpb.ZLabelSetsFromPromLabels(s.announcedLabelSets()...)
+	tsdbs := make([]infopb.TSDBInfo, len(lsets))
+	for i, ls := range lsets {
+		tsdbs[i] = infopb.TSDBInfo{Labels: ls, MinTime: mint, MaxTime: maxt}
+	}
 	return &infopb.InfoResponse{
 		LabelSets:     lsets,
 		ComponentType: s.componentType,
@@ -161,11 +196,7 @@ func (s *Server) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoRespons
 			MaxTime:                      maxt,
 			SupportsSharding:             true,
 			SupportsWithoutReplicaLabels: true,
-			TsdbInfos: []infopb.TSDBInfo{{
-				Labels:  lsets[0],
-				MinTime: mint,
-				MaxTime: maxt,
-			}},
+			TsdbInfos:                    tsdbs,
 		},
 	}, nil
 }
