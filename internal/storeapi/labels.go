@@ -15,8 +15,8 @@ import (
 
 // LabelNames returns the label names of the series matching the request in its time range:
 // the storage's names plus the external label names (a server with label sets adds none: its
-// series carry them), minus the replica labels the request drops. As in Thanos, a store without matching series announces no names at all, not even
-// its external ones.
+// series carry them), minus the replica labels the request drops. As in Thanos, a store
+// without matching series announces no names at all, not even its external ones.
 func (s *Server) LabelNames(ctx context.Context, r *storepb.LabelNamesRequest) (_ *storepb.LabelNamesResponse, err error) {
 	start := time.Now()
 	defer func() { s.metrics.observe(methodLabelNames, start, err) }()
