@@ -15,6 +15,10 @@ import (
 type ServiceOptions struct {
 	// Interval between evaluations of the SLOs and of readiness; default 30s.
 	Interval time.Duration
+	// Timeout bounds one evaluation of all SLOs; default the longer of Interval and 30s, so
+	// that a short interval does not cut the long windows' queries off (a round that overruns
+	// the interval delays the next one instead).
+	Timeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -57,7 +61,10 @@ func NewService(logger *slog.Logger, reg prometheus.Registerer, cfg *Config, slo
 		}
 	}
 	eopts := cfg.EngineOptions()
-	eopts.Interval, eopts.Now, eopts.Registerer = opts.Interval, opts.Now, reg
+	eopts.Interval, eopts.Timeout, eopts.Now, eopts.Registerer = opts.Interval, opts.Timeout, opts.Now, reg
+	if eopts.Timeout <= 0 {
+		eopts.Timeout = max(opts.Interval, DefaultInterval)
+	}
 	engine, err := NewEngine(logger.With("component", "slo"), q, slos, eopts)
 	if err != nil {
 		return nil, fmt.Errorf("slo engine: %w", err)

@@ -43,6 +43,7 @@ func run(args []string) int {
 		queryCommand(app),
 		readinessCommand(app),
 		simulateCommand(app),
+		devCommand(app),
 		sloValidateCommand(app), sloStatusCommand(app),
 	}
 

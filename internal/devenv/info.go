@@ -1,0 +1,153 @@
+package devenv
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/meridian-obs/meridian/query"
+	"github.com/meridian-obs/meridian/slo"
+)
+
+// Info is where the environment answers.
+type Info struct {
+	// QueryURL is the querier's base URL: Prometheus HTTP API, SLOs, readiness, chaos.
+	QueryURL string
+	// ConfigFile is the SLO and readiness configuration in use.
+	ConfigFile string
+	// DataDir holds the regions' TSDBs.
+	DataDir string
+	// TemporaryDataDir is true when DataDir is removed on exit.
+	TemporaryDataDir bool
+	Regions          []RegionInfo
+}
+
+// RegionInfo is where one region answers.
+type RegionInfo struct {
+	Name string
+	// RemoteWriteURL accepts remote write 1.0 and 2.0, like the simulator's.
+	RemoteWriteURL string
+	// StoreAPI is the address the querier reads the region from (through the fault proxy);
+	// DirectStoreAPI the ingest node's own.
+	StoreAPI       string
+	DirectStoreAPI string
+}
+
+// Info returns the environment's addresses; they are bound from New on.
+func (e *Env) Info() Info {
+	info := Info{
+		QueryURL:         "http://" + dialable(e.querier.HTTPAddr()),
+		ConfigFile:       e.configPath,
+		DataDir:          e.cfg.DataDir,
+		TemporaryDataDir: e.tempDir,
+	}
+	for _, r := range e.regions {
+		info.Regions = append(info.Regions, RegionInfo{
+			Name:           r.name,
+			RemoteWriteURL: r.remoteWriteURL(),
+			StoreAPI:       r.proxy.Addr(),
+			DirectStoreAPI: r.node.GRPCAddr(),
+		})
+	}
+	return info
+}
+
+// dialable turns a listen address on every interface into one a local client can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("localhost", port)
+	}
+	return addr
+}
+
+// WriteBanner prints the environment's URLs and three commands to try, written for the binary
+// invoked as binary.
+func WriteBanner(w io.Writer, info Info, binary string) error {
+	q := info.QueryURL
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nMeridian dev is ready: %d simulated regions behind one global PromQL endpoint.\n\n", len(info.Regions))
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  Querier (Prometheus API; a Grafana Prometheus data source)\t%s\n", q)
+	fmt.Fprintf(tw, "  SLOs\t%s%s\n", q, slo.SLOAPIPath)
+	fmt.Fprintf(tw, "  Failover readiness\t%s%s\n", q, slo.ReadinessAPIPath)
+	fmt.Fprintf(tw, "  Readiness health check per region\t%s%s<region>\n", q, slo.ReadinessHealthPath)
+	fmt.Fprintf(tw, "  Chaos controls\t%s%s\n", q, ChaosPath)
+	fmt.Fprintf(tw, "  Configuration\t%s\n", info.ConfigFile)
+	dir := info.DataDir
+	if info.TemporaryDataDir {
+		dir += " (removed on exit)"
+	}
+	fmt.Fprintf(tw, "  Data\t%s\n", dir)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	b.WriteString("\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  region\tremote write\tStoreAPI (as the querier sees it)\tStoreAPI (direct)\n")
+	for _, r := range info.Regions {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Name, r.RemoteWriteURL, r.StoreAPI, r.DirectStoreAPI)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fail := "eu-west-1"
+	if len(info.Regions) > 0 {
+		fail = info.Regions[0].Name
+	}
+	cfg := shellQuote(info.ConfigFile)
+	fmt.Fprintf(&b, "\nTry:\n")
+	fmt.Fprintf(&b, "  curl -s %s --data-urlencode %s\n", shellQuote(q+"/api/v1/query"), shellQuote("query=sum by (region) (rate(http_requests_total[5m]))"))
+	fmt.Fprintf(&b, "  %s slo status --config %s --query.url %s\n", binary, cfg, q)
+	fmt.Fprintf(&b, "  %s readiness --config %s --query.url %s --fail %s\n", binary, cfg, q, fail)
+	fmt.Fprintf(&b, "and break things: curl -s -X POST %s%s/%s/down (then /up, /latency?delay=3s, /errors?ratio=0.2, /capacity?factor=0.5)\n\n",
+		q, ChaosPath, url.PathEscape(fail))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain path characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// storeHealth adapts the querier's store set to readiness's reachability input. The region of
+// a store comes from the environment (which proxy fronts which region), so that a region that
+// has been down since the start, and has never announced its labels, still counts.
+type storeHealth struct {
+	set     *query.StoreSet
+	regions map[string]string // store address -> region
+}
+
+func (e *Env) storeHealth() storeHealth {
+	h := storeHealth{set: e.querier.StoreSet(), regions: map[string]string{}}
+	for _, r := range e.regions {
+		h.regions[r.proxy.Addr()] = r.name
+	}
+	return h
+}
+
+// Stores implements slo.StoreHealthSource.
+func (h storeHealth) Stores() []slo.StoreHealth {
+	var out []slo.StoreHealth
+	for _, st := range h.set.Stores() {
+		region := h.regions[st.Address]
+		for _, ls := range st.Labels {
+			if region != "" {
+				break
+			}
+			region = ls.Get(RegionLabel)
+		}
+		out = append(out, slo.StoreHealth{Region: region, Address: st.Address, Healthy: st.Healthy})
+	}
+	return out
+}
