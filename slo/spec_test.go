@@ -138,6 +138,7 @@ func TestParseRejectsMalformedDocuments(t *testing.T) {
 		{"other OpenSLO version", "apiVersion: openslo/v1alpha\nkind: SLO\n", `spec.yaml:1: apiVersion: unsupported OpenSLO version "openslo/v1alpha"`},
 		{"SLO without SLI", "version: prometheus/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n", "spec.yaml:4: slos[0].sli: missing"},
 		{"events and raw together", "version: prometheus/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli:\n      raw: {error_ratio_query: 'x[{{.window}}]'}\n      events: {error_query: 'sum(rate(e[{{.window}}]))', total_query: 'sum(rate(t[{{.window}}]))'}\n", "spec.yaml:6: slos[0].sli: exactly one of events, raw or plugin"},
+		{"template actions other than the window", "version: prometheus/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli: {raw: {error_ratio_query: 'x[{{template \"query\"}}]'}}\n", `spec.yaml:6: slos[0].sli.raw.error_ratio_query: query template: unsupported action {{template "query"}}`},
 		{"objective not a number", "version: prometheus/v1\nservice: s\nslos:\n  - name: a\n    objective: high\n    sli: {raw: {error_ratio_query: 'x[{{.window}}]'}}\n", `spec.yaml:5: slos[0].objective: expected a number, got "high"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

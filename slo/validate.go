@@ -2,8 +2,7 @@ package slo
 
 import (
 	"fmt"
-	"strings"
-	"text/template"
+	"regexp"
 
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -80,15 +79,19 @@ func checkQuery(tmpl, regionLabel string, mustRegionize bool) error {
 	return nil
 }
 
+// windowPlaceholder is Sloth's template action for the window; it is the only action allowed
+// (Sloth renders with text/template, but a query needs nothing else, and arbitrary template
+// actions such as recursive {{template}} calls have no place in a spec).
+var (
+	windowPlaceholder = regexp.MustCompile(`\{\{-?\s*\.window\s*-?\}\}`)
+	otherAction       = regexp.MustCompile(`\{\{.*?\}\}`)
+)
+
 // renderQuery substitutes the window (e.g. "5m", "30d") into a Sloth-style query template.
 func renderQuery(tmpl, window string) (string, error) {
-	t, err := template.New("query").Option("missingkey=error").Parse(tmpl)
-	if err != nil {
-		return "", fmt.Errorf("query is not a valid template: %w", err)
+	out := windowPlaceholder.ReplaceAllLiteralString(tmpl, window)
+	if m := otherAction.FindString(out); m != "" {
+		return "", fmt.Errorf("query template: unsupported action %s: only {{.window}} is substituted", m)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, map[string]string{"window": window}); err != nil {
-		return "", fmt.Errorf("query template: %w", err)
-	}
-	return b.String(), nil
+	return out, nil
 }
