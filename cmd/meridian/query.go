@@ -4,18 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	oklogrun "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/meridian-obs/meridian/ingest"
 	_ "github.com/meridian-obs/meridian/internal/grpccodec"
 	"github.com/meridian-obs/meridian/query"
+	"github.com/meridian-obs/meridian/slo"
 )
 
 func queryCommand(app *kingpin.Application) subcommand {
@@ -44,12 +45,17 @@ func queryCommand(app *kingpin.Application) subcommand {
 	cmd.Flag("grpc-server-tls-cert", "Certificate of the querier's StoreAPI server; empty serves plaintext.").Default("").StringVar(&serverTLS.Cert)
 	cmd.Flag("grpc-server-tls-key", "Key of the StoreAPI server certificate.").Default("").StringVar(&serverTLS.Key)
 	cmd.Flag("grpc-server-tls-client-ca", "CA that client certificates must be signed by (mTLS); empty accepts any client.").Default("").StringVar(&serverTLS.ClientCA)
-	extLabels := cmd.Flag("label", "External label name=value announced by the querier's StoreAPI. Repeatable; the StoreAPI is served only with at least one.").PlaceHolder("NAME=VALUE").Strings()
+	extLabels := cmd.Flag("label", "External label name=value (or name=\"value\") added by the querier's StoreAPI to every series. Repeatable; without any, the StoreAPI announces its stores' label sets, as Thanos Query does.").PlaceHolder("NAME=VALUE").Strings()
+	sloConfig := cmd.Flag("slo.config", "Meridian SLO and readiness configuration file; enables /api/v1/slos, /api/v1/readiness, /readiness/<region> and their metrics.").PlaceHolder("FILE").String()
+	sloInterval := cmd.Flag("slo.evaluation-interval", "How often SLOs and failover readiness are evaluated.").Default("30s").Duration()
 
 	return subcommand{cmd: cmd, run: func(ctx context.Context, logger *slog.Logger) error {
-		ext, err := parseExternalLabels(*extLabels)
-		if err != nil {
-			return err
+		var ext labels.Labels
+		if len(*extLabels) > 0 {
+			var err error
+			if ext, err = ingest.ParseExternalLabels(*extLabels); err != nil {
+				return fmt.Errorf("--label: %w", err)
+			}
 		}
 		dial, err := clientTLS.DialOptions()
 		if err != nil {
@@ -93,30 +99,46 @@ func queryCommand(app *kingpin.Application) subcommand {
 		if err != nil {
 			return err
 		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var g oklogrun.Group
+		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
+		if *sloConfig != "" {
+			q := slo.NewEngineQuerier(srv.Engine(), srv.Queryable())
+			svc, err := slo.LoadService(logger, reg, *sloConfig, q, storeHealth{set: srv.StoreSet(), regionLabel: *regionLabel}, slo.ServiceOptions{Interval: *sloInterval})
+			if err != nil {
+				return err
+			}
+			svc.Register(srv.Router())
+			g.Add(func() error { return svc.Run(ctx) }, func(error) { cancel() })
+		}
 		logger.Info("starting querier", "http", srv.HTTPAddr(), "grpc", srv.GRPCAddr(), "endpoints", len(*endpoints), "sd_files", len(*sdFiles))
 		start := time.Now()
-		err = srv.Run(ctx)
+		err = g.Run()
 		logger.Info("querier stopped", "uptime", time.Since(start).Round(time.Second))
 		return err
 	}}
 }
 
-func parseExternalLabels(kvs []string) (labels.Labels, error) {
-	b := labels.NewScratchBuilder(len(kvs))
-	seen := map[string]bool{}
-	for _, kv := range kvs {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !model.UTF8Validation.IsValidLabelName(name) || value == "" {
-			return labels.EmptyLabels(), fmt.Errorf("--label %q: want name=value with a valid label name and a non-empty value", kv)
+// storeHealth gives the querier's store set to failover readiness (reachability), a store's
+// region being the region label of the label sets it announced.
+type storeHealth struct {
+	set         *query.StoreSet
+	regionLabel string
+}
+
+func (h storeHealth) Stores() []slo.StoreHealth {
+	var out []slo.StoreHealth
+	for _, st := range h.set.Stores() {
+		region := ""
+		for _, ls := range st.Labels {
+			if region = ls.Get(h.regionLabel); region != "" {
+				break
+			}
 		}
-		if seen[name] {
-			return labels.EmptyLabels(), fmt.Errorf("--label %q: label %s given twice", kv, name)
-		}
-		seen[name] = true
-		b.Add(name, value)
+		out = append(out, slo.StoreHealth{Region: region, Address: st.Address, Healthy: st.Healthy})
 	}
-	b.Sort()
-	return b.Labels(), nil
+	return out
 }
 
 // flagValues lists the global and subcommand flags with their values, for /api/v1/status/flags.
