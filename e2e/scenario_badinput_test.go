@@ -230,6 +230,11 @@ func TestBadConfigFilesAreRefusedWithFileAndLine(t *testing.T) {
 
 	t.Run("endpoint SD file broken on reload keeps the previous targets", func(t *testing.T) {
 		ingest := startIngest(t, t.TempDir(), []string{"region=eu-west-1"})
+		code, msg := remoteWrite(t, ingest.writeURL(), &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "e2e_sd_probe"}},
+			Samples: []prompb.Sample{{Timestamp: time.Now().UnixMilli(), Value: 1}},
+		}}})
+		require.Equal(t, http.StatusNoContent, code, msg)
 		sd := filepath.Join(dir, "stores.yaml")
 		require.NoError(t, writeTestFile(sd, "- targets: ['"+ingest.grpcAddr+"']\n"))
 		q := startGlobalQuerier(t, t, nil, "--endpoint.sd-files", sd)
@@ -253,10 +258,25 @@ func TestBadConfigFilesAreRefusedWithFileAndLine(t *testing.T) {
 		require.JSONEq(t, `["eu-west-1"]`, string(res.Body.Data))
 	})
 
-	t.Run("querier with an unknown flag value refuses to start", func(t *testing.T) {
+	t.Run("endpoint SD file broken at start is reported with its line and queries fail", func(t *testing.T) {
+		sd := filepath.Join(dir, "broken-from-start.yaml")
+		require.NoError(t, writeTestFile(sd, "- targets: ['127.0.0.1:1'\n  bogus: {\n"))
+		q := startGlobalQuerier(t, t, nil, "--endpoint.sd-files", sd)
+		require.Eventually(t, func() bool { return strings.Contains(q.out.String(), "parse "+sd+": yaml: line 1") },
+			30*time.Second, 200*time.Millisecond, "the querier did not report the broken file with its line")
+		for _, partial := range []string{"true", "false"} {
+			res := callAPI(t, q.httpAddr, "/api/v1/query", url.Values{"query": {"up"}, "partial_response": {partial}})
+			require.NotEqual(t, http.StatusOK, res.Code, "an empty success without any store: %s", res.Raw)
+			require.Equal(t, "error", res.Body.Status)
+			require.Contains(t, res.Body.Error, "no store endpoints")
+		}
+	})
+
+	t.Run("querier with a malformed endpoint refuses to start", func(t *testing.T) {
 		code, out := runMeridian(t, 30*time.Second, "query", "--endpoint", "no-port", "--http-address", freeAddr(t), "--grpc-address", freeAddr(t))
 		require.NotEqual(t, 0, code, out)
-		require.Contains(t, out, `"no-port"`)
+		require.Contains(t, out, "no-port")
+		require.Contains(t, out, "missing port")
 	})
 }
 
