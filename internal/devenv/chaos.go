@@ -50,6 +50,11 @@ func (f Fault) String() string {
 // FaultDown and FaultUp, REGION=VALUE for the others (e.g. --latency eu-west-1=3s). Values are
 // checked here; regions when the faults are applied.
 func ParseFaults(kind string, specs []string) ([]Fault, error) {
+	switch kind {
+	case FaultDown, FaultUp, FaultLatency, FaultErrors, FaultCapacity:
+	default:
+		return nil, fmt.Errorf("unknown fault %q (one of down, up, latency, errors, capacity)", kind)
+	}
 	var out []Fault
 	for _, spec := range specs {
 		f := Fault{Kind: kind, Region: spec}

@@ -1,0 +1,7 @@
+//go:build race
+
+package devenv
+
+// timeScale stretches the waits of the tests: the race detector slows the whole environment
+// (simulator, three TSDBs, querier, PromQL) by several times.
+const timeScale = 4
