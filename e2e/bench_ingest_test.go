@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The ingest comparison: the same pre-encoded remote-write bodies go to `meridian ingest` and
+// then to Prometheus's own receiver, with the same number of concurrent senders.
+const (
+	ingestSeries          = 10_000
+	ingestSamplesPerSerie = 100 // 10k series x 100 = 1M samples
+	ingestSenders         = 4
+	ingestSeriesPerBody   = 250
+	ingestStepsPerBody    = 10 // 2,500 samples per request
+)
+
+// ingestRun is what one receiver did with the payloads.
+type ingestRun struct {
+	samplesPerSec float64
+	peakRSS       float64 // VmHWM after the load, bytes
+	idleRSS       float64 // VmRSS before the load, bytes
+	headSeries    float64
+}
+
+func (r ingestRun) rssPerSeries() float64 { return r.peakRSS / r.headSeries }
+
+func benchIngest(b *testing.B, table *benchTable) {
+	series := httpSeries([]int{0}, 22, 24)
+	require.GreaterOrEqual(b, len(series), ingestSeries)
+	series = series[:ingestSeries]
+	start := time.Now().Add(-ingestSamplesPerSerie * benchScrapeInterval).Truncate(time.Minute).UnixMilli()
+	plan := planBatches(series, ingestSenders, ingestSeriesPerBody, ingestStepsPerBody, ingestSamplesPerSerie, start)
+	bodies := make([][][]byte, len(plan))
+	var payloadBytes int
+	for sh, batches := range plan {
+		for _, wb := range batches {
+			body := wb.encode(false)
+			payloadBytes += len(body)
+			bodies[sh] = append(bodies[sh], body)
+		}
+	}
+	b.Logf("ingest payloads: %d series, %d samples, %d requests, %.1f MiB snappy", ingestSeries,
+		ingestSeries*ingestSamplesPerSerie, ingestSeries*ingestSamplesPerSerie/(ingestSeriesPerBody*ingestStepsPerBody), float64(payloadBytes)/(1<<20))
+
+	var mer, ref ingestRun
+	for b.Loop() {
+		node := startIngest(b, b.TempDir(), []string{"region=eu-west-1"})
+		mer = feedReceiver(b, node.process, node.writeURL(), "http://"+node.httpAddr+"/metrics", bodies)
+		node.stop(b, time.Minute)
+
+		addr := freeAddr(b)
+		prom := startPrometheus(b, addr, "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+		ref = feedReceiver(b, prom, "http://"+addr+"/api/v1/write", "http://"+addr+"/metrics", bodies)
+		prom.stop(b, time.Minute)
+	}
+
+	b.ReportMetric(mer.samplesPerSec, "meridian-samples/s")
+	b.ReportMetric(ref.samplesPerSec, "prometheus-samples/s")
+	b.ReportMetric(mer.peakRSS/(1<<20), "meridian-peak-MiB")
+	b.ReportMetric(ref.peakRSS/(1<<20), "prometheus-peak-MiB")
+	b.ReportMetric(mer.rssPerSeries(), "meridian-B/series")
+	b.ReportMetric(ref.rssPerSeries(), "prometheus-B/series")
+	b.Logf("idle RSS before the load: meridian %s, prometheus %s", formatMiB(mer.idleRSS), formatMiB(ref.idleRSS))
+
+	name := fmt.Sprintf("ingest: samples/s (%dk series, %dM samples, %d senders)", ingestSeries/1000, ingestSeries*ingestSamplesPerSerie/1_000_000, ingestSenders)
+	table.addRatio(name, mer.samplesPerSec, ref.samplesPerSec, formatRate, false, 1.0)
+	table.add(benchRow{name: "ingest: peak RSS (VmHWM)", meridian: formatMiB(mer.peakRSS), reference: formatMiB(ref.peakRSS),
+		ratio: fmt.Sprintf("%.2fx", mer.peakRSS/ref.peakRSS), target: "-", result: "info"})
+	table.addRatio("ingest: peak RSS per active series", mer.rssPerSeries(), ref.rssPerSeries(), formatKiB, true, 1.0)
+}
+
+// feedReceiver posts every body to url, one sender per shard, and reads the receiver's head
+// from its /metrics: every sample must have been appended to ingestSeries series.
+func feedReceiver(t testing.TB, p *process, url, metricsURL string, bodies [][][]byte) ingestRun {
+	t.Helper()
+	run := ingestRun{idleRSS: procStatusBytes(t, p, "VmRSS")}
+	began := time.Now()
+	err := runSenders(context.Background(), bodies, func(ctx context.Context, body []byte) error {
+		return postWrite(ctx, url, body)
+	})
+	elapsed := time.Since(began)
+	require.NoError(t, err, "feed %s", p.name)
+	got := scrapeMetrics(t, metricsURL, "prometheus_tsdb_head_series", "prometheus_tsdb_head_samples_appended_total")
+	total := float64(ingestSeries * ingestSamplesPerSerie)
+	require.Equal(t, total, got["prometheus_tsdb_head_samples_appended_total"], "%s appended", p.name)
+	require.Equal(t, float64(ingestSeries), got["prometheus_tsdb_head_series"], "%s head series", p.name)
+	run.samplesPerSec = total / elapsed.Seconds()
+	run.peakRSS = procStatusBytes(t, p, "VmHWM")
+	run.headSeries = got["prometheus_tsdb_head_series"]
+	return run
+}

@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The query comparison: three `meridian ingest` nodes holding a region each behind one
+// `meridian query`, against one Prometheus holding all three regions.
+const (
+	queryInstances        = 25 // per region
+	queryHandlers         = 24 // 3 regions x 25 x 24 x 19 = 34,200 series
+	queryHistory          = 3 * time.Hour
+	queryRepetitions      = 10 // measured, per query and per system
+	queryWarmups          = 1
+	querySendersPerRegion = 2
+	querySeriesPerBody    = 100
+	queryStepsPerBody     = 40 // 4,000 samples per request, 10 minutes of them
+	queryStoreTimeout     = 2 * time.Second
+)
+
+// benchQueryCase is one HTTP API call made to both systems.
+type benchQueryCase struct {
+	class, name string
+	path        string
+	params      url.Values
+}
+
+func queryCases(end time.Time) []benchQueryCase {
+	at := func(expr string) url.Values {
+		return url.Values{"query": {expr}, "time": {unixSeconds(end)}}
+	}
+	over := func(expr string, window time.Duration) url.Values {
+		return url.Values{"query": {expr}, "start": {unixSeconds(end.Add(-window))}, "end": {unixSeconds(end)}, "step": {"60"}}
+	}
+	return []benchQueryCase{
+		{"instant", "sum by (region) (rate)", "/api/v1/query", at(`sum by (region) (rate(http_requests_total[5m]))`)},
+		{"instant", "selector code=500", "/api/v1/query", at(`http_requests_total{code="500"}`)},
+		{"range 1h", "rate, one handler", "/api/v1/query_range", over(`rate(http_requests_total{handler="/api/v1/h03"}[5m])`, time.Hour)},
+		{"range 3h", "sum by (region, code) (rate)", "/api/v1/query_range", over(`sum by (region, code) (rate(http_requests_total[5m]))`, 3*time.Hour)},
+		{"range 1h", "histogram_quantile 0.99 by region", "/api/v1/query_range",
+			over(`histogram_quantile(0.99, sum by (le, region) (rate(http_request_duration_seconds_bucket[5m])))`, time.Hour)},
+		{"labels", "label/handler/values", "/api/v1/label/handler/values", url.Values{}},
+		{"labels", "labels match[] code=500", "/api/v1/labels", url.Values{"match[]": {`http_requests_total{code="500"}`}}},
+	}
+}
+
+func unixSeconds(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
+}
+
+func benchQuery(b *testing.B, table *benchTable) {
+	series := httpSeries([]int{0, 1, 2}, queryInstances, queryHandlers)
+	steps := int(queryHistory / benchScrapeInterval)
+	end := time.Now().Truncate(time.Minute)
+	start := end.Add(-time.Duration(steps-1) * benchScrapeInterval)
+
+	targets, stores := startRegionNodes(b)
+	promAddr := freeAddr(b)
+	startPrometheus(b, promAddr, "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+	targets.prometheusURL = "http://" + promAddr + "/api/v1/write"
+	began := time.Now()
+	require.NoError(b, targets.load(context.Background(), series, querySendersPerRegion, querySeriesPerBody, queryStepsPerBody, steps, start.UnixMilli()))
+	b.Logf("query data set: %d series x %d samples loaded into 3 ingest nodes and Prometheus in %s",
+		len(series), steps, time.Since(began).Round(time.Second))
+	querier := startQuerier(b, stores, queryStoreTimeout)
+
+	cases := queryCases(end)
+	type timings struct{ meridian, prometheus []time.Duration }
+	got := make([]timings, len(cases))
+	counts := make([][2]int, len(cases))
+	for b.Loop() {
+		got = make([]timings, len(cases))
+		for rep := range queryWarmups + queryRepetitions {
+			for i, qc := range cases {
+				// Alternate which system goes first, so that neither always finds the other's
+				// work in the CPU caches or competes with its garbage collection.
+				order := []string{querier.httpAddr, promAddr}
+				if rep%2 == 1 {
+					order[0], order[1] = order[1], order[0]
+				}
+				for _, addr := range order {
+					ans := benchGet(b, addr, qc.path, qc.params)
+					isMeridian := addr == querier.httpAddr
+					if isMeridian {
+						require.Empty(b, ans.warnings, "%s: meridian answered with warnings", qc.name)
+						counts[i][0] = ans.count
+					} else {
+						counts[i][1] = ans.count
+					}
+					if rep < queryWarmups {
+						continue
+					}
+					if isMeridian {
+						got[i].meridian = append(got[i].meridian, ans.took)
+					} else {
+						got[i].prometheus = append(got[i].prometheus, ans.took)
+					}
+				}
+			}
+		}
+	}
+
+	// Where the querier's time goes, to explain a slow row: the querier's HTTP handlers, its
+	// calls to the stores, and one store serving them (means over every call, warm-ups included).
+	b.Logf("querier HTTP handler means: %v", histogramMeans(b, "http://"+querier.httpAddr+"/metrics", "meridian_query_http_request_duration_seconds", "handler"))
+	for _, method := range []string{"label_values", "label_names"} {
+		b.Logf("querier %s store-call means: %v", method,
+			histogramMeans(b, "http://"+querier.httpAddr+"/metrics", "meridian_query_store_request_duration_seconds", "store", "method", method))
+	}
+	b.Logf("store %s StoreAPI server means: %v", benchRegions[0],
+		histogramMeans(b, strings.TrimSuffix(targets.ingestURLs[0], "/api/v1/write")+"/metrics", "meridian_storeapi_request_duration_seconds", "method"))
+
+	for i, qc := range cases {
+		mp50, mp99 := percentile(got[i].meridian, 50), percentile(got[i].meridian, 99)
+		pp50, pp99 := percentile(got[i].prometheus, 50), percentile(got[i].prometheus, 99)
+		metric := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "", "/", "-", "[", "", "]", "").Replace(qc.class + "-" + qc.name)
+		b.ReportMetric(ms(mp50), metric+"-meridian-p50-ms")
+		b.ReportMetric(ms(pp50), metric+"-prometheus-p50-ms")
+		ratio := ms(mp50) / ms(pp50)
+		result := passFail(ratio <= 1.2)
+		if counts[i][0] != counts[i][1] {
+			b.Errorf("%s: meridian answered %d series or values, Prometheus %d", qc.name, counts[i][0], counts[i][1])
+			result = fmt.Sprintf("FAIL (%d vs %d series)", counts[i][0], counts[i][1])
+		}
+		table.add(benchRow{
+			name:      fmt.Sprintf("query %s: %s [%d]", qc.class, qc.name, counts[i][0]),
+			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(mp99))),
+			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(pp99))),
+			ratio:     fmt.Sprintf("%.2fx (p99 %.2fx)", ratio, ms(mp99)/ms(pp99)),
+			target:    "p50 <= 1.20x",
+			result:    result,
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// startRegionNodes starts one `meridian ingest` per region and returns where to write to them
+// and their StoreAPI addresses.
+func startRegionNodes(t testing.TB) (loadTargets, []string) {
+	t.Helper()
+	var lt loadTargets
+	var grpcAddrs []string
+	for _, region := range benchRegions {
+		node := startIngest(t, t.TempDir(), []string{"region=" + region})
+		lt.ingestURLs = append(lt.ingestURLs, node.writeURL())
+		grpcAddrs = append(grpcAddrs, node.grpcAddr)
+	}
+	return lt, grpcAddrs
+}
+
+// querierProcess is a running `meridian query`.
+type querierProcess struct {
+	*process
+	httpAddr string
+}
+
+// startQuerier runs `meridian query` over endpoints and waits until every store is healthy.
+func startQuerier(t testing.TB, endpoints []string, storeTimeout time.Duration) *querierProcess {
+	t.Helper()
+	q := &querierProcess{httpAddr: freeAddr(t)}
+	args := []string{"query", "--http-address", q.httpAddr, "--grpc-address", freeAddr(t),
+		"--store.response-timeout", storeTimeout.String(), "--endpoint.probe-interval", "1s"}
+	for _, e := range endpoints {
+		args = append(args, "--endpoint", e)
+	}
+	q.process = startProcess(t, "meridian query "+q.httpAddr, meridianBinary, args...)
+	waitReady(t, q.process, "http://"+q.httpAddr+"/-/ready", time.Minute)
+	require.Eventually(t, func() bool {
+		var body struct {
+			Data []struct {
+				Healthy bool `json:"healthy"`
+			} `json:"data"`
+		}
+		resp, err := http.Get("http://" + q.httpAddr + "/api/v1/stores")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		if json.NewDecoder(resp.Body).Decode(&body) != nil || len(body.Data) != len(endpoints) {
+			return false
+		}
+		for _, s := range body.Data {
+			if !s.Healthy {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 100*time.Millisecond, "the querier's stores did not all become healthy")
+	return q
+}
+
+// benchAnswer is what one HTTP API call returned and how long it took to arrive in full.
+type benchAnswer struct {
+	took     time.Duration
+	count    int // series of a vector or matrix, or values of a label list
+	warnings []string
+}
+
+var benchClient = &http.Client{Timeout: 2 * time.Minute}
+
+// benchGet GETs a Prometheus HTTP API endpoint over a kept-alive connection and requires a
+// successful answer. took runs from
+// sending the request to reading the last byte of the body.
+func benchGet(t testing.TB, addr, path string, params url.Values) benchAnswer {
+	t.Helper()
+	u := "http://" + addr + path + "?" + params.Encode()
+	began := time.Now()
+	resp, err := benchClient.Get(u)
+	require.NoError(t, err)
+	raw, err := io.ReadAll(resp.Body)
+	took := time.Since(began)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", u, raw)
+	var body struct {
+		Status   string          `json:"status"`
+		Data     json.RawMessage `json:"data"`
+		Warnings []string        `json:"warnings"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &body), u)
+	require.Equal(t, "success", body.Status, u)
+	ans := benchAnswer{took: took, warnings: body.Warnings}
+	if strings.HasPrefix(strings.TrimSpace(string(body.Data)), "[") {
+		var values []json.RawMessage
+		require.NoError(t, json.Unmarshal(body.Data, &values), u)
+		ans.count = len(values)
+		return ans
+	}
+	var data struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(body.Data, &data), u)
+	ans.count = len(data.Result)
+	return ans
+}
