@@ -46,6 +46,8 @@ test: deps vet unit e2e
 run: build
 	./$(BIN) dev
 
+# bench runs meridian and Debian's Prometheus side by side on this machine (ingest, query latency,
+# a slow region, querier memory) and prints one table at the end; it takes about 10 minutes.
 bench: deps build
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
 
