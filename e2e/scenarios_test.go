@@ -85,13 +85,16 @@ func (env *coreEnv) waitAllRegionsBack(t testing.TB, timeout time.Duration) {
 // TestScenarios runs the core scenarios over one shared three-region environment. Scenarios
 // that break a region restore it before they end, so their order does not matter.
 func TestScenarios(t *testing.T) {
-	env := startCoreEnv(t)
+	env := startCoreEnv(t, sloConfigArgs(t)...)
 
 	t.Run("GlobalQueryEqualsTheUnionOfTheRegions", func(t *testing.T) { testGlobalQueryEqualsUnion(t, env) })
 	t.Run("SlowRegionAnswersWithinStoreTimeoutWithWarning", func(t *testing.T) { testSlowRegion(t, env) })
 	t.Run("KilledRegionIsNamedAndComesBackWithoutGap", func(t *testing.T) { testKilledRegion(t, env) })
 	t.Run("Kill9DuringRemoteWriteKeepsEveryAcknowledgedSample", func(t *testing.T) { testKill9KeepsAcked(t, env) })
 	t.Run("BadInputIsRefusedAndTheProcessesKeepServing", func(t *testing.T) { testBadInputOnRunningProcesses(t, env) })
+	t.Run("CapacityRemovedFromSurvivorsClosesTheReadinessGate", func(t *testing.T) { testCapacityRemovedFromSurvivors(t, env) })
+	// Last: its burst stays in the 5m window for five minutes and would fire a page burn gate.
+	t.Run("ErrorBurstMovesBurnRatesAsComputedByHand", func(t *testing.T) { testErrorBurstMovesBurnRates(t, env) })
 }
 
 // testGlobalQueryEqualsUnion: raw samples of the global querier equal the union of what each
