@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/oklog/run"
@@ -50,8 +51,9 @@ type ServerConfig struct {
 	// of it); empty serves none. Port 0 picks a free port, readable from Server.GRPCAddr.
 	GRPCAddress   string
 	GRPCServerTLS ServerTLS
-	// ExternalLabels are announced by, and added to every series of, the querier's StoreAPI.
-	// The StoreAPI server requires at least one: without them the StoreAPI is not served.
+	// ExternalLabels, when set, are announced by, and added to every series of, the querier's
+	// StoreAPI, as a store's are. Without them the StoreAPI announces the label sets of the
+	// querier's stores, which its series already carry, as Thanos Query does.
 	ExternalLabels labels.Labels
 
 	// Flags are served on /api/v1/status/flags.
@@ -121,10 +123,6 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 	if cfg.GRPCAddress == "" {
 		return s, nil
 	}
-	if cfg.ExternalLabels.IsEmpty() {
-		s.logger.Warn("not serving StoreAPI: it needs external labels to announce, set --label", "grpc_address", cfg.GRPCAddress)
-		return s, nil
-	}
 	if err := s.newStoreAPIServer(); err != nil {
 		return nil, err
 	}
@@ -133,9 +131,10 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 
 // newStoreAPIServer serves the fan-out as a StoreAPI store, so that a querier can be an
 // endpoint of another querier. A request's PartialResponseDisabled becomes this querier's
-// partial-response choice for the fan-out underneath.
+// partial-response choice for the fan-out underneath, and the fan-out's warnings (a missing
+// region) travel up as StoreAPI warnings.
 func (s *Server) newStoreAPIServer() (err error) {
-	srv, err := storeapi.NewServer(storeapi.FromQueryable(s.fanout), storeapi.Options{
+	opts := storeapi.Options{
 		ExternalLabels: s.cfg.ExternalLabels,
 		TimeRange:      s.storesTimeRange,
 		ComponentType:  "query",
@@ -144,15 +143,19 @@ func (s *Server) newStoreAPIServer() (err error) {
 		},
 		Logger:     s.logger.With("component", "storeapi"),
 		Registerer: s.cfg.Registerer,
-	})
+	}
+	if s.cfg.ExternalLabels.IsEmpty() {
+		opts.LabelSets = s.storesLabelSets
+	}
+	srv, err := storeapi.NewServer(storeapi.FromQueryable(s.fanout), opts)
 	if err != nil {
 		return fmt.Errorf("storeapi server: %w", err)
 	}
-	opts, err := s.cfg.GRPCServerTLS.ServerOptions()
+	grpcOpts, err := s.cfg.GRPCServerTLS.ServerOptions()
 	if err != nil {
 		return err
 	}
-	s.grpcSrv = grpc.NewServer(opts...)
+	s.grpcSrv = grpc.NewServer(grpcOpts...)
 	srv.Register(s.grpcSrv)
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddress); err != nil {
 		return fmt.Errorf("listen grpc %s: %w", s.cfg.GRPCAddress, err)
@@ -171,6 +174,25 @@ func (s *Server) storesTimeRange() (int64, int64) {
 		mint, maxt = min(mint, st.MinTime), max(maxt, st.MaxTime)
 	}
 	return mint, maxt
+}
+
+// storesLabelSets is the union of the store set's label sets, sorted and without duplicates:
+// what a querier above needs to prune this one. Unhealthy stores count, since the fan-out
+// still accounts for them (a missing region is a warning, not silence). A store that has not
+// announced any label set, e.g. because it never answered Info, may hold any series, as the
+// fan-out assumes: it contributes the empty label set, which matches every request, so that
+// neither this querier nor one above prunes it away.
+func (s *Server) storesLabelSets() []labels.Labels {
+	var out []labels.Labels
+	for _, st := range s.set.Stores() {
+		if len(st.Labels) == 0 {
+			out = append(out, labels.EmptyLabels())
+			continue
+		}
+		out = append(out, st.Labels...)
+	}
+	slices.SortFunc(out, labels.Compare)
+	return slices.CompactFunc(out, labels.Equal)
 }
 
 // Router is the HTTP router the API is mounted on; other roles running in the same process
@@ -240,7 +262,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 	if s.grpcSrv != nil {
 		g.Add(func() error {
-			s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "external_labels", s.cfg.ExternalLabels.String())
+			if s.cfg.ExternalLabels.IsEmpty() {
+				s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "label_sets", "from stores")
+			} else {
+				s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "external_labels", s.cfg.ExternalLabels.String())
+			}
 			if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
 				return fmt.Errorf("grpc server on %s: %w", s.GRPCAddr(), err)
 			}
