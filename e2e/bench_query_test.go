@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +14,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/thanos-io/thanos/pkg/store/storepb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // The query comparison: three `meridian ingest` nodes holding a region each behind one
@@ -118,6 +122,8 @@ func benchQuery(b *testing.B, table *benchTable) {
 		b.Logf("querier %s store-call means: %v", method,
 			histogramMeans(b, "http://"+querier.httpAddr+"/metrics", "meridian_query_store_request_duration_seconds", "store", "method", method))
 	}
+	b.Logf("direct gRPC LabelValues(handler) round trip from this process to store %s: p50 %s", benchRegions[0],
+		storeRoundTrip(b, stores[0], "handler", 20))
 	b.Logf("store %s StoreAPI server means: %v", benchRegions[0],
 		histogramMeans(b, strings.TrimSuffix(targets.ingestURLs[0], "/api/v1/write")+"/metrics", "meridian_storeapi_request_duration_seconds", "method"))
 
@@ -244,4 +250,24 @@ func benchGet(t testing.TB, addr, path string, params url.Values) benchAnswer {
 	require.NoError(t, json.Unmarshal(body.Data, &data), u)
 	ans.count = len(data.Result)
 	return ans
+}
+
+// storeRoundTrip is the median time of n LabelValues calls made straight to a store over one
+// gRPC connection: the cost of the hop the querier adds, without the querier.
+func storeRoundTrip(t testing.TB, addr, label string, n int) time.Duration {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := storepb.NewStoreClient(conn)
+	var took []time.Duration
+	for i := range n + 1 {
+		began := time.Now()
+		_, err := client.LabelValues(context.Background(), &storepb.LabelValuesRequest{Label: label, Start: math.MinInt64, End: math.MaxInt64})
+		require.NoError(t, err, "LabelValues %s from %s", label, addr)
+		if i > 0 { // the first call also opens the connection
+			took = append(took, time.Since(began))
+		}
+	}
+	return percentile(took, 50)
 }
