@@ -20,7 +20,7 @@ import (
 )
 
 // replicaMerge merges series that are equal once their replica labels are removed (HA pairs).
-var replicaMerge storage.VerticalSeriesMergeFunc = storage.ChainedSeriesMerge
+var replicaMerge storage.VerticalSeriesMergeFunc = DedupSeriesMerge
 
 // FanoutOptions configures how queries are spread over the store set.
 type FanoutOptions struct {
@@ -158,6 +158,11 @@ func grpcReason(err error) string {
 
 // pick returns the stores that can hold series matching ms in [mint, maxt]. It fails only when
 // the store set is empty: a query over no store at all is never an empty success.
+//
+// Unhealthy stores are picked like healthy ones, by their last known labels and time range (or
+// always, when Info never answered): a store that is back answers, and one still down fails at
+// once (gRPC reports a broken connection without waiting) or within StoreResponseTimeout. Either
+// way the answer accounts for it, and latency stays bounded by the timeout.
 func (f *Fanout) pick(mint, maxt int64, ms []*labels.Matcher) ([]storeView, error) {
 	refs := f.set.snapshot()
 	if len(refs) == 0 {
@@ -200,7 +205,8 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 			Range:      &storepb.Range{Millis: hints.Range},
 		}
 		if len(hints.Grouping) > 0 || hints.By {
-			qh.Grouping = &storepb.Grouping{By: hints.By, Labels: hints.Grouping}
+			// Cloned: the engine sorts hints.Grouping in place while the request is being sent.
+			qh.Grouping = &storepb.Grouping{By: hints.By, Labels: slices.Clone(hints.Grouping)}
 		}
 	}
 	stores, err := q.f.pick(mint, maxt, ms)

@@ -16,6 +16,7 @@ import (
 	"github.com/thanos-io/thanos/pkg/store/labelpb"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	_ "github.com/meridian-obs/meridian/internal/buildtag"
@@ -95,6 +96,12 @@ func NewStoreSet(logger *slog.Logger, reg prometheus.Registerer, opts StoreSetOp
 	if len(opts.DialOptions) == 0 {
 		opts.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	// gRPC's default reconnect backoff grows to two minutes, during which a store that is back
+	// would still be reported missing; cap it so a recovered region rejoins within seconds.
+	opts.DialOptions = append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+		MinConnectTimeout: 5 * time.Second,
+	})}, opts.DialOptions...)
 	disc, err := newDiscovery(logger, opts.Endpoints, opts.SDFiles)
 	if err != nil {
 		return nil, err
