@@ -167,6 +167,10 @@ func TestReadinessPartialResponseMakesMissingRegionUnknown(t *testing.T) {
 		}
 	}
 	require.Equal(t, "no data for usage of ap-southeast-1, capacity of ap-southeast-1", capacity.Detail)
+	require.GreaterOrEqual(t, res.Score, 80.0, "the known components alone would make it READY")
+	require.Equal(t, StateDegraded, res.State, "partial data never makes a region READY")
+	require.Contains(t, res.Reason, "readiness cannot be confirmed")
+	require.False(t, res.Ready)
 }
 
 func TestReadinessHTTPHandlers(t *testing.T) {

@@ -111,13 +111,19 @@ func combine(res *ReadinessResult, outs []componentOutcome) {
 		res.State = StateUnknown
 	case len(res.Gates) > 0 || res.Score < 60:
 		res.State = StateNotReady
-	case res.Score < 80:
+	case res.Score < 80 || res.Partial:
+		// Partial data caps the state at DEGRADED: a survivor whose stores did not answer
+		// cannot be shown to absorb the load, and a DNS health check must not read 200 then.
 		res.State = StateDegraded
 	default:
 		res.State = StateReady
 	}
 	res.Ready = res.State == StateReady
 	res.Reason = reason(res, outs, unknownNames, unknown)
+	if res.Partial && res.State == StateDegraded && res.Score >= 80 {
+		res.Reason = "some stores did not answer, so readiness cannot be confirmed (score " +
+			fmt.Sprintf("%.1f", res.Score) + " on partial data); " + res.Reason
+	}
 }
 
 // reason is one sentence naming the worst factor: the missing inputs when the state is
