@@ -258,18 +258,12 @@ func TestBadConfigFilesAreRefusedWithFileAndLine(t *testing.T) {
 		require.JSONEq(t, `["eu-west-1"]`, string(res.Body.Data))
 	})
 
-	t.Run("endpoint SD file broken at start is reported with its line and queries fail", func(t *testing.T) {
+	t.Run("querier with an endpoint SD file broken at start refuses to start, naming file and line", func(t *testing.T) {
 		sd := filepath.Join(dir, "broken-from-start.yaml")
 		require.NoError(t, writeTestFile(sd, "- targets: ['127.0.0.1:1'\n  bogus: {\n"))
-		q := startGlobalQuerier(t, t, nil, "--endpoint.sd-files", sd)
-		require.Eventually(t, func() bool { return strings.Contains(q.out.String(), "parse "+sd+": yaml: line 1") },
-			30*time.Second, 200*time.Millisecond, "the querier did not report the broken file with its line")
-		for _, partial := range []string{"true", "false"} {
-			res := callAPI(t, q.httpAddr, "/api/v1/query", url.Values{"query": {"up"}, "partial_response": {partial}})
-			require.NotEqual(t, http.StatusOK, res.Code, "an empty success without any store: %s", res.Raw)
-			require.Equal(t, "error", res.Body.Status)
-			require.Contains(t, res.Body.Error, "no store endpoints")
-		}
+		code, out := runMeridian(t, 30*time.Second, "query", "--endpoint.sd-files", sd, "--http-address", freeAddr(t), "--grpc-address", freeAddr(t))
+		require.NotEqual(t, 0, code, out)
+		require.Contains(t, out, "parse "+sd+": yaml: line 1")
 	})
 
 	t.Run("querier with a malformed endpoint refuses to start", func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -193,8 +194,9 @@ func (d *discovery) lookup(ctx context.Context, spec endpointSpec) ([]string, er
 }
 
 // readFiles re-reads the file SD files whose content changed. A file that cannot be read or
-// parsed keeps its previous targets.
-func (d *discovery) readFiles() {
+// parsed keeps its previous targets; the problems of this round are returned, joined.
+func (d *discovery) readFiles() error {
+	var errs []error
 	for _, path := range d.files {
 		content, err := os.ReadFile(path)
 		if err != nil {
@@ -203,6 +205,7 @@ func (d *discovery) readFiles() {
 				d.logger.Error("read endpoint SD file, keeping previous targets", "file", path, "err", err)
 			}
 			d.fileRaw[path] = nil
+			errs = append(errs, fmt.Errorf("read %s: %w", path, err))
 			continue
 		}
 		if prev, ok := d.fileRaw[path]; ok && prev != nil && bytes.Equal(prev, content) {
@@ -212,11 +215,13 @@ func (d *discovery) readFiles() {
 		ts, err := parseSDFile(path, content)
 		if err != nil {
 			d.logger.Error("parse endpoint SD file, keeping previous targets", "file", path, "err", err)
+			errs = append(errs, err)
 			continue
 		}
 		d.logger.Info("loaded endpoint SD file", "file", path, "targets", len(ts))
 		d.fileLast[path] = ts
 	}
+	return errors.Join(errs...)
 }
 
 // parseSDFile reads Prometheus file_sd content: a list of {targets: [...], labels: {...}}.

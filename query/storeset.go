@@ -106,6 +106,11 @@ func NewStoreSet(logger *slog.Logger, reg prometheus.Registerer, opts StoreSetOp
 	if err != nil {
 		return nil, err
 	}
+	// A file given at start must be good: a querier that starts on a broken file would report
+	// ready and answer nothing. Later edits that break it keep the previous targets instead.
+	if err := disc.readFiles(); err != nil {
+		return nil, fmt.Errorf("endpoint SD files: %w", err)
+	}
 	s := &StoreSet{
 		logger: logger,
 		opts:   opts,
@@ -199,7 +204,7 @@ func (s *StoreSet) refresh(ctx context.Context, dns, files bool) {
 		s.disc.resolveDNS(ctx)
 	}
 	if files {
-		s.disc.readFiles()
+		_ = s.disc.readFiles() // logged per file; the previous targets stay
 	}
 	s.syncStores(s.disc.targets())
 }

@@ -170,3 +170,24 @@ func TestStoreSetStoreComingBackAnswersAgain(t *testing.T) {
 	require.Less(t, time.Since(start), 8*time.Second, "reconnect backoff is capped")
 	require.Eventually(t, func() bool { s, _ := storeByAddr(set, st.addr); return s.Healthy }, 10*time.Second, 10*time.Millisecond)
 }
+
+func TestNewStoreSetRefusesSDFileBrokenAtStart(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file, body, want string
+	}{
+		{"yaml syntax", "stores.yml", "- targets: ['127.0.0.1:1'\n", "stores.yml: yaml: line 1"},
+		{"json syntax", "stores.json", `[{"targets": [`, "stores.json: unexpected end of JSON input"},
+		{"target without port", "noport.yml", "- targets: ['127.0.0.1']\n", `target "127.0.0.1"`},
+		{"missing file", "absent.yml", "", "absent.yml: no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.file)
+			if tc.body != "" {
+				require.NoError(t, os.WriteFile(path, []byte(tc.body), 0o600))
+			}
+			_, err := NewStoreSet(nil, nil, StoreSetOptions{SDFiles: []string{path}})
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
