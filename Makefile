@@ -49,7 +49,7 @@ run: build
 	./$(BIN) dev
 
 # bench runs meridian and Debian's Prometheus side by side on this machine (ingest, query latency,
-# a slow region, querier memory) and prints one table at the end; it takes about 10 minutes.
+# a slow region, querier memory) and prints one table at the end; it takes 3-5 minutes on 2 cores.
 bench: deps build
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
 
