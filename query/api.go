@@ -25,7 +25,10 @@ import (
 
 // partialResponseParam is the request parameter (query string or form body) that overrides the
 // querier's partial-response default for one request, as in Thanos Query.
-const partialResponseParam = "partial_response"
+const (
+	partialResponseParam = "partial_response"
+	dedupParam           = "dedup"
+)
 
 // APIOptions configures the querier's HTTP API.
 type APIOptions struct {
@@ -178,25 +181,35 @@ func (a *API) instrument(name string, h http.HandlerFunc) http.HandlerFunc {
 		promhttp.InstrumentHandlerCounter(a.metrics.requests.MustCurryWith(labels), h))
 }
 
-// withPartialResponse reads partial_response=true|false (query string or form body) into the
-// request context for the fan-out. An invalid value is a bad_data error, like any bad parameter.
+// withPartialResponse reads the fan-out's per-request choices, as Thanos Query names them,
+// from the query string or form body into the request context: partial_response=true|false and
+// dedup=true|false. An invalid value is a bad_data error, like any bad parameter.
 func withPartialResponse(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil {
 			writeError(w, "bad_data", http.StatusBadRequest, fmt.Errorf("error parsing form values: %w", err))
 			return
 		}
-		v := r.Form.Get(partialResponseParam)
-		if v == "" {
-			next(w, r)
-			return
+		ctx := r.Context()
+		for _, p := range []struct {
+			name string
+			set  func(context.Context, bool) context.Context
+		}{
+			{partialResponseParam, WithPartialResponse},
+			{dedupParam, WithDedup},
+		} {
+			v := r.Form.Get(p.name)
+			if v == "" {
+				continue
+			}
+			enabled, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, "bad_data", http.StatusBadRequest, fmt.Errorf("invalid parameter %q: %w", p.name, err))
+				return
+			}
+			ctx = p.set(ctx, enabled)
 		}
-		enabled, err := strconv.ParseBool(v)
-		if err != nil {
-			writeError(w, "bad_data", http.StatusBadRequest, fmt.Errorf("invalid parameter %q: %w", partialResponseParam, err))
-			return
-		}
-		next(w, r.WithContext(WithPartialResponse(r.Context(), enabled)))
+		next(w, r.WithContext(ctx))
 	}
 }
 

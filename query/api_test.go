@@ -75,6 +75,7 @@ type recordedCall struct {
 	mint, maxt int64
 	matchers   string
 	partial    *bool // nil when the request made no choice
+	dedup      *bool // nil when the request made no choice
 }
 
 type recordingQueryable struct {
@@ -97,6 +98,9 @@ func (r *recordingQueryable) record(ctx context.Context, method string, mint, ma
 	c := recordedCall{method: method, mint: mint, maxt: maxt}
 	if v, ok := ctx.Value(partialResponseKey{}).(bool); ok {
 		c.partial = &v
+	}
+	if v, ok := ctx.Value(dedupKey{}).(bool); ok {
+		c.dedup = &v
 	}
 	var b strings.Builder
 	for i, m := range ms {
@@ -426,6 +430,7 @@ func TestAPIBadInputIsBadDataAndServerKeepsServing(t *testing.T) {
 		{"bad label names time", http.MethodPost, "/api/v1/labels", url.Values{"start": {"not-a-time"}}, http.StatusBadRequest, "bad_data"},
 		{"bad partial_response", http.MethodGet, "/api/v1/query", url.Values{"query": {"up"}, "partial_response": {"maybe"}}, http.StatusBadRequest, "bad_data"},
 		{"bad partial_response by POST", http.MethodPost, "/api/v1/labels", url.Values{"partial_response": {"sometimes"}}, http.StatusBadRequest, "bad_data"},
+		{"bad dedup", http.MethodGet, "/api/v1/query", url.Values{"query": {"up"}, "dedup": {"perhaps"}}, http.StatusBadRequest, "bad_data"},
 		{"too many samples", http.MethodGet, "/api/v1/query_range", url.Values{
 			"query": {"http_requests_total"}, "start": {unixParam(testT0)}, "end": {unixParam(testTime(testSamples - 1))}, "step": {"15"},
 		}, http.StatusUnprocessableEntity, "execution"},
@@ -468,6 +473,30 @@ func TestAPIPartialResponseParameterReachesTheStorage(t *testing.T) {
 			require.NotEmpty(t, calls)
 			for _, c := range calls {
 				require.Equal(t, tc.want, c.partial, "%s call", c.method)
+			}
+		})
+	}
+}
+
+func TestAPIDedupParameterReachesTheStorage(t *testing.T) {
+	f := newAPIFixture(t, EngineOptions{})
+	no := false
+	for _, tc := range []struct {
+		name   string
+		params url.Values
+		want   *bool
+	}{
+		{"no choice", url.Values{"query": {"up"}}, nil},
+		{"dedup off", url.Values{"query": {"up"}, "dedup": {"false"}}, &no},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.rec.takeCalls()
+			code, resp := f.call(t, http.MethodGet, "/api/v1/query", tc.params)
+			require.Equal(t, http.StatusOK, code, resp.Error)
+			calls := f.rec.takeCalls()
+			require.NotEmpty(t, calls)
+			for _, c := range calls {
+				require.Equal(t, tc.want, c.dedup)
 			}
 		})
 	}
