@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,16 +256,18 @@ func (e *Env) buildRegions() error {
 }
 
 func (e *Env) buildQuerier(reg *prometheus.Registry, sloCfg *slo.Config, slos []slo.SLO) error {
-	var endpoints []string
-	for _, r := range e.regions {
-		endpoints = append(endpoints, r.proxy.Addr())
+	// The stores are given as a file SD file with each region's label, as an operator would:
+	// a region that is down from the start, and so never announced its labels, is still named
+	// in warnings.
+	sdFile, err := e.writeStoresFile()
+	if err != nil {
+		return err
 	}
-	var err error
 	e.querier, err = query.NewServer(query.ServerConfig{
 		Logger:     e.logger.With("component", "query"),
 		Registerer: reg,
 		Gatherer:   reg,
-		StoreSet:   query.StoreSetOptions{Endpoints: endpoints, ProbeInterval: e.cfg.ProbeInterval},
+		StoreSet:   query.StoreSetOptions{SDFiles: []string{sdFile}, ProbeInterval: e.cfg.ProbeInterval},
 		Fanout: query.FanoutOptions{
 			ReplicaLabels:        []string{ReplicaLabel},
 			StoreResponseTimeout: e.cfg.StoreResponseTimeout,
@@ -420,4 +423,18 @@ func (e *Env) release() {
 	if err := errors.Join(errs...); err != nil {
 		e.logger.Warn("cleanup", "err", err)
 	}
+}
+
+// writeStoresFile writes the querier's endpoints, one target group per region labelled with
+// it, in Prometheus file_sd format under the data directory.
+func (e *Env) writeStoresFile() (string, error) {
+	var b strings.Builder
+	for _, r := range e.regions {
+		fmt.Fprintf(&b, "- targets: [%q]\n  labels: {%s: %q}\n", r.proxy.Addr(), RegionLabel, r.name)
+	}
+	path := filepath.Join(e.cfg.DataDir, "stores.yml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return "", fmt.Errorf("write store targets: %w", err)
+	}
+	return path, nil
 }

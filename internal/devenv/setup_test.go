@@ -103,7 +103,8 @@ func TestFaultsGivenAtStartApplyFromTheFirstQuery(t *testing.T) {
 	require.Equal(t, "success", queryResp.Status, queryResp.Error)
 	require.ElementsMatch(t, []string{"eu-west-1", "ap-southeast-1"}, regions)
 	t.Logf("warnings for a region down since the start: %q", queryResp.Warnings)
-	require.True(t, warningNaming(queryResp.Warnings, env.Info().Regions[1].StoreAPI), "warnings %v name the store of us-east-1", queryResp.Warnings)
+	require.True(t, warningNaming(queryResp.Warnings, `region "us-east-1" (store `+env.Info().Regions[1].StoreAPI+`)`),
+		"warnings %v name us-east-1 and its store, although it never announced its labels", queryResp.Warnings)
 
 	require.False(t, env.Info().TemporaryDataDir)
 	require.FileExists(t, env.Info().ConfigFile)
