@@ -93,6 +93,9 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 		}
 	}()
 
+	if cfg.StoreSet.RegionLabel == "" {
+		cfg.StoreSet.RegionLabel = cfg.Fanout.RegionLabel
+	}
 	if s.set, err = NewStoreSet(cfg.Logger.With("component", "storeset"), cfg.Registerer, cfg.StoreSet); err != nil {
 		return nil, fmt.Errorf("store set: %w", err)
 	}

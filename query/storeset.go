@@ -41,17 +41,22 @@ type StoreSetOptions struct {
 	ResolveInterval time.Duration
 	// FileSDInterval is how often SDFiles are checked for changes; default 5s.
 	FileSDInterval time.Duration
+	// RegionLabel is the label that names a store's region in StoreStatus; default "region".
+	RegionLabel string
 }
 
 // StoreStatus is what the store set knows about one store, for GET /api/v1/stores and readiness.
 type StoreStatus struct {
-	Address   string          `json:"address"`
-	Labels    []labels.Labels `json:"labelSets"` // external label sets from Info
-	MinTime   int64           `json:"minTime"`
-	MaxTime   int64           `json:"maxTime"`
-	Healthy   bool            `json:"healthy"`
-	LastError string          `json:"lastError,omitempty"`
-	LastCheck time.Time       `json:"lastCheck"`
+	Address string          `json:"address"`
+	Labels  []labels.Labels `json:"labelSets"` // external label sets from Info
+	MinTime int64           `json:"minTime"`
+	MaxTime int64           `json:"maxTime"`
+	Healthy bool            `json:"healthy"`
+	// Region is the region label of the store's label sets, or of its discovery labels when
+	// Info never answered (StoreSetOptions.RegionLabel names it).
+	Region    string    `json:"region,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
+	LastCheck time.Time `json:"lastCheck"`
 }
 
 // StoreSet keeps a connection and the last Info answer for every configured or discovered
@@ -80,6 +85,9 @@ type storeSetMetrics struct {
 func NewStoreSet(logger *slog.Logger, reg prometheus.Registerer, opts StoreSetOptions) (*StoreSet, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RegionLabel == "" {
+		opts.RegionLabel = "region"
 	}
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = 5 * time.Second
@@ -191,7 +199,9 @@ func (s *StoreSet) Stores() []StoreStatus {
 	refs := s.snapshot()
 	out := make([]StoreStatus, 0, len(refs))
 	for _, r := range refs {
-		out = append(out, r.statusCopy())
+		st := r.statusCopy()
+		st.Region = r.region(s.opts.RegionLabel)
+		out = append(out, st)
 	}
 	return out
 }
@@ -419,16 +429,26 @@ func (r *storeRef) view(regionLabel string) storeView {
 		maxTime:               r.status.MaxTime,
 		known:                 r.known,
 		withoutReplicaSupport: r.withoutReplicaSupport,
-	}
-	for _, ls := range r.status.Labels {
-		if v.region = ls.Get(regionLabel); v.region != "" {
-			break
-		}
-	}
-	if v.region == "" {
-		v.region = r.sdLabels.Get(regionLabel)
+		region:                r.regionLocked(regionLabel),
 	}
 	return v
+}
+
+// region names the store's region: the label of its first label set that has one, else the
+// label its discovery gave it (so that a store that never answered Info is still named).
+func (r *storeRef) region(regionLabel string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.regionLocked(regionLabel)
+}
+
+func (r *storeRef) regionLocked(regionLabel string) string {
+	for _, ls := range r.status.Labels {
+		if region := ls.Get(regionLabel); region != "" {
+			return region
+		}
+	}
+	return r.sdLabels.Get(regionLabel)
 }
 
 // matches tells whether the store may hold series for these matchers in [mint, maxt]: its time

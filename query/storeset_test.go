@@ -83,10 +83,10 @@ func TestStoreSetKeepsDownStoreUnhealthy(t *testing.T) {
 func TestStoreStatusJSON(t *testing.T) {
 	b, err := json.Marshal(StoreStatus{
 		Address: "10.0.0.7:10901", Labels: []labels.Labels{labels.FromStrings("region", "eu-west-1")},
-		MinTime: 1, MaxTime: 2, Healthy: true, LastCheck: time.Unix(0, 0).UTC(),
+		MinTime: 1, MaxTime: 2, Healthy: true, Region: "eu-west-1", LastCheck: time.Unix(0, 0).UTC(),
 	})
 	require.NoError(t, err)
-	require.JSONEq(t, `{"address":"10.0.0.7:10901","labelSets":[{"region":"eu-west-1"}],"minTime":1,"maxTime":2,"healthy":true,"lastCheck":"1970-01-01T00:00:00Z"}`, string(b))
+	require.JSONEq(t, `{"address":"10.0.0.7:10901","labelSets":[{"region":"eu-west-1"}],"minTime":1,"maxTime":2,"healthy":true,"region":"eu-west-1","lastCheck":"1970-01-01T00:00:00Z"}`, string(b))
 }
 
 func TestStoreSetReloadsFileSD(t *testing.T) {
@@ -149,6 +149,7 @@ func TestStoreSetNamesRegionFromFileSDBeforeInfo(t *testing.T) {
 	f := NewFanout(nil, nil, set, FanoutOptions{PartialResponse: true})
 	_, _, err = selectAll(t, context.Background(), f, 0, 1, metricM)
 	require.ErrorContains(t, err, `region "ap-south-1" (store `+never+`): unavailable`)
+	require.Equal(t, "ap-south-1", set.Stores()[0].Region, "the stores list names the region too")
 }
 
 func TestStoreSetStoreComingBackAnswersAgain(t *testing.T) {

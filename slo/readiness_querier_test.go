@@ -59,20 +59,13 @@ type querierHarness struct {
 	readiness *ReadinessEvaluator
 }
 
-// storeSetHealth adapts the store set to StoreHealthSource, as meridian query does: a store's
-// region is the region label of the label sets it announced.
+// storeSetHealth adapts the store set to StoreHealthSource, as meridian query does.
 type storeSetHealth struct{ set *query.StoreSet }
 
 func (h storeSetHealth) Stores() []StoreHealth {
 	var out []StoreHealth
 	for _, st := range h.set.Stores() {
-		region := ""
-		for _, ls := range st.Labels {
-			if region = ls.Get("region"); region != "" {
-				break
-			}
-		}
-		out = append(out, StoreHealth{Region: region, Address: st.Address, Healthy: st.Healthy})
+		out = append(out, StoreHealth{Region: st.Region, Address: st.Address, Healthy: st.Healthy})
 	}
 	return out
 }

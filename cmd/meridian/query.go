@@ -105,7 +105,7 @@ func queryCommand(app *kingpin.Application) subcommand {
 		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
 		if *sloConfig != "" {
 			q := slo.NewEngineQuerier(srv.Engine(), srv.Queryable())
-			svc, err := slo.LoadService(logger, reg, *sloConfig, q, storeHealth{set: srv.StoreSet(), regionLabel: *regionLabel}, slo.ServiceOptions{Interval: *sloInterval})
+			svc, err := slo.LoadService(logger, reg, *sloConfig, q, storeHealth{set: srv.StoreSet()}, slo.ServiceOptions{Interval: *sloInterval})
 			if err != nil {
 				return err
 			}
@@ -120,23 +120,13 @@ func queryCommand(app *kingpin.Application) subcommand {
 	}}
 }
 
-// storeHealth gives the querier's store set to failover readiness (reachability), a store's
-// region being the region label of the label sets it announced.
-type storeHealth struct {
-	set         *query.StoreSet
-	regionLabel string
-}
+// storeHealth gives the querier's store set to failover readiness (reachability).
+type storeHealth struct{ set *query.StoreSet }
 
 func (h storeHealth) Stores() []slo.StoreHealth {
 	var out []slo.StoreHealth
 	for _, st := range h.set.Stores() {
-		region := ""
-		for _, ls := range st.Labels {
-			if region = ls.Get(h.regionLabel); region != "" {
-				break
-			}
-		}
-		out = append(out, slo.StoreHealth{Region: region, Address: st.Address, Healthy: st.Healthy})
+		out = append(out, slo.StoreHealth{Region: st.Region, Address: st.Address, Healthy: st.Healthy})
 	}
 	return out
 }

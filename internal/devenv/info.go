@@ -120,34 +120,18 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// storeHealth adapts the querier's store set to readiness's reachability input. The region of
-// a store comes from the environment (which proxy fronts which region), so that a region that
-// has been down since the start, and has never announced its labels, still counts.
-type storeHealth struct {
-	set     *query.StoreSet
-	regions map[string]string // store address -> region
-}
+// storeHealth adapts the querier's store set to readiness's reachability input. Regions come
+// from the store set, which knows them from the stores file even for a region that has been
+// down since the start.
+type storeHealth struct{ set *query.StoreSet }
 
-func (e *Env) storeHealth() storeHealth {
-	h := storeHealth{set: e.querier.StoreSet(), regions: map[string]string{}}
-	for _, r := range e.regions {
-		h.regions[r.proxy.Addr()] = r.name
-	}
-	return h
-}
+func (e *Env) storeHealth() storeHealth { return storeHealth{set: e.querier.StoreSet()} }
 
 // Stores implements slo.StoreHealthSource.
 func (h storeHealth) Stores() []slo.StoreHealth {
 	var out []slo.StoreHealth
 	for _, st := range h.set.Stores() {
-		region := h.regions[st.Address]
-		for _, ls := range st.Labels {
-			if region != "" {
-				break
-			}
-			region = ls.Get(RegionLabel)
-		}
-		out = append(out, slo.StoreHealth{Region: region, Address: st.Address, Healthy: st.Healthy})
+		out = append(out, slo.StoreHealth{Region: st.Region, Address: st.Address, Healthy: st.Healthy})
 	}
 	return out
 }
