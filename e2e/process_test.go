@@ -101,26 +101,11 @@ type process struct {
 	err  error // exit status, valid once done is closed
 }
 
-// startProcess starts bin with args. Its output is kept and printed if the test fails.
+// startProcess starts bin with args. Its output is kept and printed if the test fails; it is
+// killed, if still running, when the test ends.
 func startProcess(t testing.TB, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start(), "start %s", name)
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("--- output of %s (%s) ---\n%s", name, bin, tail(p.out.String(), 8000))
-		}
-	})
-	return p
+	return spawnOwned(t, t, name, bin, args...)
 }
 
 func tail(s string, n int) string {

@@ -25,14 +25,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/meridian-obs/meridian/internal/serve"
 	"github.com/meridian-obs/meridian/internal/storeapi"
 )
 
 // walCompression is the WAL record compression; Prometheus enables snappy by default.
 const walCompression = compression.Snappy
-
-// shutdownTimeout bounds how long in-flight HTTP and gRPC calls may take to finish on shutdown.
-const shutdownTimeout = 10 * time.Second
 
 // Node is one ingest store: listeners bound, TSDB opened in the background by Run.
 type Node struct {
@@ -133,40 +131,8 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { cancel() })
 	}
-	{
-		cfgFile := n.cfg.HTTPConfigFile
-		flags := &web.FlagConfig{WebConfigFile: &cfgFile}
-		g.Add(func() error {
-			if err := web.Serve(n.httpLn, n.httpServer, flags, n.logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http server on %s: %w", n.HTTPAddr(), err)
-			}
-			return nil
-		}, func(error) {
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			defer cancel()
-			_ = n.httpServer.Shutdown(ctx)
-		})
-	}
-	{
-		g.Add(func() error {
-			if err := n.grpcServer.Serve(n.grpcLn); err != nil {
-				return fmt.Errorf("grpc server on %s: %w", n.GRPCAddr(), err)
-			}
-			return nil
-		}, func(error) {
-			n.health.Shutdown()
-			stopped := make(chan struct{})
-			go func() {
-				n.grpcServer.GracefulStop()
-				close(stopped)
-			}()
-			select {
-			case <-stopped:
-			case <-time.After(shutdownTimeout):
-				n.grpcServer.Stop()
-			}
-		})
-	}
+	serve.HTTP(&g, n.httpLn, n.httpServer, n.cfg.HTTPConfigFile, n.logger)
+	serve.GRPC(&g, n.grpcLn, n.grpcServer, n.health.Shutdown)
 	{
 		stop := make(chan struct{})
 		g.Add(func() error {

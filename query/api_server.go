@@ -21,11 +21,9 @@ import (
 	"github.com/prometheus/prometheus/util/features"
 	"google.golang.org/grpc"
 
+	"github.com/meridian-obs/meridian/internal/serve"
 	"github.com/meridian-obs/meridian/internal/storeapi"
 )
-
-// shutdownTimeout bounds how long in-flight HTTP and gRPC requests may finish on shutdown.
-const shutdownTimeout = 5 * time.Second
 
 // ServerConfig is everything a querier is made of; `meridian query` fills it from flags and
 // `meridian dev` in code.
@@ -243,49 +241,15 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	}, func(error) { stopSet() })
 
-	webFlags := &web.FlagConfig{
-		WebListenAddresses: &[]string{s.HTTPAddr()},
-		WebSystemdSocket:   new(bool),
-		WebConfigFile:      &s.cfg.HTTPConfigFile,
-	}
-	g.Add(func() error {
-		// web.Serve rather than web.ListenAndServe: the listener is bound by NewServer so that
-		// port 0 works and the address is known before serving.
-		if err := web.Serve(s.httpLis, s.httpSrv, webFlags, s.logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server on %s: %w", s.HTTPAddr(), err)
-		}
-		return nil
-	}, func(error) {
-		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer scancel()
-		if err := s.httpSrv.Shutdown(sctx); err != nil {
-			s.logger.Warn("http server shutdown", "err", err)
-		}
-	})
+	serve.HTTP(&g, s.httpLis, s.httpSrv, s.cfg.HTTPConfigFile, s.logger)
 
 	if s.grpcSrv != nil {
-		g.Add(func() error {
-			if s.cfg.ExternalLabels.IsEmpty() {
-				s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "label_sets", "from stores")
-			} else {
-				s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "external_labels", s.cfg.ExternalLabels.String())
-			}
-			if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
-				return fmt.Errorf("grpc server on %s: %w", s.GRPCAddr(), err)
-			}
-			return nil
-		}, func(error) {
-			stopped := make(chan struct{})
-			go func() {
-				s.grpcSrv.GracefulStop()
-				close(stopped)
-			}()
-			select {
-			case <-stopped:
-			case <-time.After(shutdownTimeout):
-				s.grpcSrv.Stop()
-			}
-		})
+		if s.cfg.ExternalLabels.IsEmpty() {
+			s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "label_sets", "from stores")
+		} else {
+			s.logger.Info("serving StoreAPI", "address", s.GRPCAddr(), "external_labels", s.cfg.ExternalLabels.String())
+		}
+		serve.GRPC(&g, s.grpcLis, s.grpcSrv, nil)
 	}
 	return g.Run()
 }
