@@ -32,8 +32,8 @@ deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager; \
 	fi
 
+# stdmethods is off: chunkenc.Iterator.Seek(int64) ValueType is not io.Seeker, and vet cannot tell.
 vet:
-	# stdmethods is off: chunkenc.Iterator.Seek(int64) ValueType is not io.Seeker, and vet cannot tell.
 	$(GO) vet $(GOTAGS) -stdmethods=false ./...
 
 unit:
@@ -41,7 +41,7 @@ unit:
 	$(GO) test $(GOTAGS) -timeout 20m $$($(GO) list $(GOTAGS) ./... | grep -v -e /ingest -e /query -e /internal/storeapi -e /internal/faultproxy -e /internal/simulate -e /slo -e /e2e)
 
 e2e: deps build
-	$(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
+	MERIDIAN_BINARY=$(CURDIR)/$(BIN) $(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
 
 test: deps vet unit e2e
 
@@ -51,7 +51,7 @@ run: build
 # bench runs meridian and Debian's Prometheus side by side on this machine (ingest, query latency,
 # a slow region, querier memory) and prints one table at the end; it takes 3-5 minutes on 2 cores.
 bench: deps build
-	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
+	MERIDIAN_BINARY=$(CURDIR)/$(BIN) $(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
 
 lint: vet
 	@gofmt -l . | tee /dev/stderr | (! read)
