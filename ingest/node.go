@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -221,6 +222,12 @@ func (q lazyQueryable) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, err
 func (n *Node) routes(write http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/write", n.whenReady(write))
+	// Go's profiler, where Prometheus and Thanos serve it.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprintln(w, "Meridian ingest is Healthy.")

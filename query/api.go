@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -163,6 +164,23 @@ func (a *API) Register(r *route.Router) {
 	inst.Head("/-/ready", a.ready)
 	if a.opts.Gatherer != nil {
 		inst.Get("/metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
+	}
+	// Go's profiler, where Prometheus and Thanos serve it.
+	r.Get("/debug/pprof/*subpath", servePprof)
+}
+
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch route.Param(r.Context(), "subpath") {
+	case "/cmdline":
+		pprof.Cmdline(w, r)
+	case "/profile":
+		pprof.Profile(w, r)
+	case "/symbol":
+		pprof.Symbol(w, r)
+	case "/trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
 	}
 }
 
