@@ -793,3 +793,20 @@ func TestServerAnswersThroughTheFanoutOverRealStores(t *testing.T) {
 	require.Equal(t, "error", resp.Status)
 	require.Contains(t, resp.Error, down)
 }
+
+func TestAPIServesTheProfiler(t *testing.T) {
+	f := newAPIFixture(t, EngineOptions{})
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile",
+		"/debug/pprof/cmdline":           "",
+	} {
+		resp, err := http.Get(f.url + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Contains(t, string(body), want, path)
+	}
+}
