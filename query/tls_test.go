@@ -2,16 +2,10 @@ package query
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridian-obs/meridian/internal/testutil"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -38,65 +34,6 @@ const tlsTestServerName = "store.meridian.test"
 
 // tlsTestT0 is the first sample of the series the TLS tests' stores hold.
 const tlsTestT0 = int64(1_700_000_000_000)
-
-// queryPKI is one CA with a server certificate (127.0.0.1 and tlsTestServerName) and a client
-// certificate, written as PEM files in a temporary directory.
-type queryPKI struct {
-	caFile, serverCert, serverKey, clientCert, clientKey string
-	pool                                                 *x509.CertPool
-	client                                               tls.Certificate
-}
-
-func newQueryPKI(t *testing.T, caName string) queryPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: caName},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-			DNSNames:     []string{tlsTestServerName},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		require.NoError(t, err)
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		require.NoError(t, err)
-		certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-		require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-		require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
-		return certFile, keyFile
-	}
-	p := queryPKI{caFile: filepath.Join(dir, "ca.crt"), pool: x509.NewCertPool()}
-	require.NoError(t, os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	p.pool.AddCert(caCert)
-	p.serverCert, p.serverKey = issue("server", 2, x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = issue("client", 3, x509.ExtKeyUsageClientAuth)
-	p.client, err = tls.LoadX509KeyPair(p.clientCert, p.clientKey)
-	require.NoError(t, err)
-	return p
-}
 
 // startTLSStore serves a TSDB holding up{job="api"} (value 1, 7, 49, ... per region scale)
 // over StoreAPI with region as its external label and the gRPC server options of srvTLS.
@@ -217,10 +154,10 @@ func storesByAddress(t *testing.T, client *http.Client, base string) map[string]
 // missing from the answer, named in its warnings (or its error when none is left), and shown
 // unhealthy on /api/v1/stores with the TLS failure as their last error.
 func TestQuerierReachesStoresOverTLSOnlyWithTheRightCredentials(t *testing.T) {
-	pki := newQueryPKI(t, "meridian test CA")
-	other := newQueryPKI(t, "another CA")
-	mtlsAddr := startTLSStore(t, "eu-west-1", 1, ServerTLS{Cert: pki.serverCert, Key: pki.serverKey, ClientCA: pki.caFile})
-	tlsAddr := startTLSStore(t, "us-east-1", 10, ServerTLS{Cert: pki.serverCert, Key: pki.serverKey})
+	pki := testutil.NewPKI(t, "meridian test CA", tlsTestServerName)
+	other := testutil.NewPKI(t, "another CA", tlsTestServerName)
+	mtlsAddr := startTLSStore(t, "eu-west-1", 1, ServerTLS{Cert: pki.ServerCert, Key: pki.ServerKey, ClientCA: pki.CAFile})
+	tlsAddr := startTLSStore(t, "us-east-1", 10, ServerTLS{Cert: pki.ServerCert, Key: pki.ServerKey})
 	// The value of up at the query time: the fifth sample, 5 × the region's scale.
 	both := map[string]float64{"eu-west-1": 5, "us-east-1": 50}
 	// A client certificate is checked by the server after the client has finished its side of a
@@ -236,34 +173,34 @@ func TestQuerierReachesStoresOverTLSOnlyWithTheRightCredentials(t *testing.T) {
 	}{
 		{
 			name:   "client certificate and CA reach both stores",
-			client: ClientTLS{Cert: pki.clientCert, Key: pki.clientKey, CA: pki.caFile},
+			client: ClientTLS{Cert: pki.ClientCert, Key: pki.ClientKey, CA: pki.CAFile},
 			want:   both,
 		},
 		{
 			name:   "server name in the certificate is accepted",
-			client: ClientTLS{Cert: pki.clientCert, Key: pki.clientKey, CA: pki.caFile, ServerName: tlsTestServerName},
+			client: ClientTLS{Cert: pki.ClientCert, Key: pki.ClientKey, CA: pki.CAFile, ServerName: tlsTestServerName},
 			want:   both,
 		},
 		{
 			name:      "without a client certificate the mTLS store is missing",
-			client:    ClientTLS{CA: pki.caFile},
+			client:    ClientTLS{CA: pki.CAFile},
 			want:      map[string]float64{"us-east-1": 50},
 			unhealthy: map[string]string{mtlsAddr: refusedByServer},
 		},
 		{
 			name:      "CA that did not sign the stores' certificates reaches none",
-			client:    ClientTLS{Cert: pki.clientCert, Key: pki.clientKey, CA: other.caFile},
+			client:    ClientTLS{Cert: pki.ClientCert, Key: pki.ClientKey, CA: other.CAFile},
 			unhealthy: map[string]string{mtlsAddr: "x509: certificate signed by unknown authority", tlsAddr: "x509: certificate signed by unknown authority"},
 		},
 		{
 			name:      "client certificate from another CA is refused by the mTLS store",
-			client:    ClientTLS{Cert: other.clientCert, Key: other.clientKey, CA: pki.caFile},
+			client:    ClientTLS{Cert: other.ClientCert, Key: other.ClientKey, CA: pki.CAFile},
 			want:      map[string]float64{"us-east-1": 50},
 			unhealthy: map[string]string{mtlsAddr: refusedByServer},
 		},
 		{
 			name:      "server name not in the certificate reaches none",
-			client:    ClientTLS{Cert: pki.clientCert, Key: pki.clientKey, CA: pki.caFile, ServerName: "other.meridian.test"},
+			client:    ClientTLS{Cert: pki.ClientCert, Key: pki.ClientKey, CA: pki.CAFile, ServerName: "other.meridian.test"},
 			unhealthy: map[string]string{mtlsAddr: "not other.meridian.test", tlsAddr: "not other.meridian.test"},
 		},
 		{
@@ -316,7 +253,7 @@ func TestQuerierReachesStoresOverTLSOnlyWithTheRightCredentials(t *testing.T) {
 }
 
 func TestClientAndServerTLSOptionsRejectIncompleteOrUnreadableFiles(t *testing.T) {
-	pki := newQueryPKI(t, "meridian test CA")
+	pki := testutil.NewPKI(t, "meridian test CA", tlsTestServerName)
 	notPEM := filepath.Join(t.TempDir(), "not-a-ca.pem")
 	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600))
 	missing := filepath.Join(t.TempDir(), "missing.pem")
@@ -327,15 +264,15 @@ func TestClientAndServerTLSOptionsRejectIncompleteOrUnreadableFiles(t *testing.T
 		server  *ServerTLS
 		wantErr []string
 	}{
-		{name: "client certificate without key", client: &ClientTLS{Cert: pki.clientCert}, wantErr: []string{"must be given together", pki.clientCert}},
-		{name: "client key without certificate", client: &ClientTLS{Key: pki.clientKey}, wantErr: []string{"must be given together", pki.clientKey}},
-		{name: "client certificate file missing", client: &ClientTLS{Cert: missing, Key: pki.clientKey}, wantErr: []string{"load certificate", missing}},
+		{name: "client certificate without key", client: &ClientTLS{Cert: pki.ClientCert}, wantErr: []string{"must be given together", pki.ClientCert}},
+		{name: "client key without certificate", client: &ClientTLS{Key: pki.ClientKey}, wantErr: []string{"must be given together", pki.ClientKey}},
+		{name: "client certificate file missing", client: &ClientTLS{Cert: missing, Key: pki.ClientKey}, wantErr: []string{"load certificate", missing}},
 		{name: "client CA file missing", client: &ClientTLS{CA: missing}, wantErr: []string{"read CA", missing}},
 		{name: "client CA file without PEM", client: &ClientTLS{CA: notPEM}, wantErr: []string{"no PEM certificate found", notPEM}},
-		{name: "server client CA without certificate", server: &ServerTLS{ClientCA: pki.caFile}, wantErr: []string{"without a server certificate", pki.caFile}},
-		{name: "server certificate without key", server: &ServerTLS{Cert: pki.serverCert}, wantErr: []string{"must be given together"}},
-		{name: "server key not matching certificate", server: &ServerTLS{Cert: pki.serverCert, Key: pki.clientKey}, wantErr: []string{"load certificate", pki.serverCert}},
-		{name: "server client CA without PEM", server: &ServerTLS{Cert: pki.serverCert, Key: pki.serverKey, ClientCA: notPEM}, wantErr: []string{"no PEM certificate found", notPEM}},
+		{name: "server client CA without certificate", server: &ServerTLS{ClientCA: pki.CAFile}, wantErr: []string{"without a server certificate", pki.CAFile}},
+		{name: "server certificate without key", server: &ServerTLS{Cert: pki.ServerCert}, wantErr: []string{"must be given together"}},
+		{name: "server key not matching certificate", server: &ServerTLS{Cert: pki.ServerCert, Key: pki.ClientKey}, wantErr: []string{"load certificate", pki.ServerCert}},
+		{name: "server client CA without PEM", server: &ServerTLS{Cert: pki.ServerCert, Key: pki.ServerKey, ClientCA: notPEM}, wantErr: []string{"no PEM certificate found", notPEM}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
@@ -364,17 +301,17 @@ func writeWebConfig(t *testing.T, content string) string {
 // configuration of TLS and one basic-auth user, the way --http.config does, over a plaintext
 // store.
 func TestHTTPAPIServesTLSAndBasicAuthFromTheWebConfigFile(t *testing.T) {
-	pki := newQueryPKI(t, "meridian test CA")
+	pki := testutil.NewPKI(t, "meridian test CA", tlsTestServerName)
 	store := startTestStore(t, labels.FromStrings("region", "eu-west-1"), nil)
 	appendFloats(t, store.db, tlsTestT0, tlsTestT0+60_000, 15_000, labels.FromStrings("__name__", "up", "job", "api"))
 
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	require.NoError(t, err)
-	webConfig := writeWebConfig(t, "tls_server_config:\n  cert_file: "+pki.serverCert+"\n  key_file: "+pki.serverKey+
+	webConfig := writeWebConfig(t, "tls_server_config:\n  cert_file: "+pki.ServerCert+"\n  key_file: "+pki.ServerKey+
 		"\nbasic_auth_users:\n  admin: "+string(hash)+"\n")
 	srv := startTLSQuerier(t, nil, webConfig, store.addr)
 	httpsURL := "https://" + srv.HTTPAddr()
-	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}}}
+	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool, MinVersion: tls.VersionTLS12}}}
 	query := url.Values{"query": {"up"}, "time": {secondsParam(tlsTestT0 + 60_000)}}
 
 	for _, tc := range []struct {
@@ -424,26 +361,26 @@ func TestHTTPAPIServesTLSAndBasicAuthFromTheWebConfigFile(t *testing.T) {
 // TestHTTPAPIRequiresAClientCertificateWhenTheWebConfigNamesAClientCA serves the HTTP API with
 // mTLS (client_ca_file, RequireAndVerifyClientCert).
 func TestHTTPAPIRequiresAClientCertificateWhenTheWebConfigNamesAClientCA(t *testing.T) {
-	pki := newQueryPKI(t, "meridian test CA")
+	pki := testutil.NewPKI(t, "meridian test CA", tlsTestServerName)
 	store := startTestStore(t, labels.FromStrings("region", "eu-west-1"), nil)
-	webConfig := writeWebConfig(t, "tls_server_config:\n  cert_file: "+pki.serverCert+"\n  key_file: "+pki.serverKey+
-		"\n  client_ca_file: "+pki.caFile+"\n  client_auth_type: RequireAndVerifyClientCert\n")
+	webConfig := writeWebConfig(t, "tls_server_config:\n  cert_file: "+pki.ServerCert+"\n  key_file: "+pki.ServerKey+
+		"\n  client_ca_file: "+pki.CAFile+"\n  client_auth_type: RequireAndVerifyClientCert\n")
 	srv := startTLSQuerier(t, nil, webConfig, store.addr)
 	base := "https://" + srv.HTTPAddr()
 
 	withCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}, MinVersion: tls.VersionTLS12,
+		RootCAs: pki.Pool, Certificates: []tls.Certificate{pki.Client}, MinVersion: tls.VersionTLS12,
 	}}}
 	stores := storesByAddress(t, withCert, base)
 	require.Contains(t, stores, store.addr)
 
-	withoutCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}}}
+	withoutCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool, MinVersion: tls.VersionTLS12}}}
 	_, err := withoutCert.Get(base + "/api/v1/stores")
 	require.ErrorContains(t, err, "tls: certificate required")
 }
 
 func TestInvalidWebConfigFailsNewServerNamingTheFile(t *testing.T) {
-	pki := newQueryPKI(t, "meridian test CA")
+	pki := testutil.NewPKI(t, "meridian test CA", tlsTestServerName)
 	missing := filepath.Join(t.TempDir(), "missing.yml")
 	for _, tc := range []struct {
 		name    string
@@ -453,9 +390,9 @@ func TestInvalidWebConfigFailsNewServerNamingTheFile(t *testing.T) {
 		{name: "file does not exist", file: missing, wantErr: "no such file"},
 		{name: "unknown field", file: writeWebConfig(t, "tls_server_cnofig:\n  cert_file: x\n"), wantErr: "tls_server_cnofig"},
 		{name: "not YAML", file: writeWebConfig(t, "tls_server_config: [\n"), wantErr: "yaml"},
-		{name: "certificate file missing", file: writeWebConfig(t, "tls_server_config:\n  cert_file: "+missing+"\n  key_file: "+pki.serverKey+"\n"), wantErr: "cert_file"},
-		{name: "key without certificate", file: writeWebConfig(t, "tls_server_config:\n  key_file: "+pki.serverKey+"\n"), wantErr: "missing one of cert or cert_file"},
-		{name: "key not matching the certificate", file: writeWebConfig(t, "tls_server_config:\n  cert_file: "+pki.serverCert+"\n  key_file: "+pki.clientKey+"\n"), wantErr: "X509KeyPair"},
+		{name: "certificate file missing", file: writeWebConfig(t, "tls_server_config:\n  cert_file: "+missing+"\n  key_file: "+pki.ServerKey+"\n"), wantErr: "cert_file"},
+		{name: "key without certificate", file: writeWebConfig(t, "tls_server_config:\n  key_file: "+pki.ServerKey+"\n"), wantErr: "missing one of cert or cert_file"},
+		{name: "key not matching the certificate", file: writeWebConfig(t, "tls_server_config:\n  cert_file: "+pki.ServerCert+"\n  key_file: "+pki.ClientKey+"\n"), wantErr: "X509KeyPair"},
 		{name: "password not a bcrypt hash", file: writeWebConfig(t, "basic_auth_users:\n  admin: s3cret\n"), wantErr: "hash"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
