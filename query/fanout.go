@@ -120,6 +120,10 @@ func (e *StoreError) Error() string {
 
 func (e *StoreError) Unwrap() error { return e.Err }
 
+// seriesBatchSize is how many series a store may pack into one Series message (stores that do
+// not batch ignore it): one message, Recv and hand-over per 64 small series rather than per one.
+const seriesBatchSize = 64
+
 // errStoreTimeout is the reason of a store that did not answer within StoreResponseTimeout.
 type errStoreTimeout struct{ after time.Duration }
 
@@ -231,6 +235,7 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 		Limit:                   int64(limit),
 		PartialResponseDisabled: !partial,
 		PartialResponseStrategy: storepb.PartialResponseStrategy_WARN,
+		ResponseBatchSize:       seriesBatchSize,
 	}
 	if !partial {
 		req.PartialResponseStrategy = storepb.PartialResponseStrategy_ABORT

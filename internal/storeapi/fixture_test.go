@@ -204,6 +204,9 @@ func seriesFrames(t *testing.T, c storepb.StoreClient, req *storepb.SeriesReques
 		if s := resp.GetSeries(); s != nil {
 			frames = append(frames, s)
 		}
+		if b := resp.GetBatch(); b != nil {
+			frames = append(frames, b.Series...)
+		}
 		if w := resp.GetWarning(); w != "" {
 			warnings = append(warnings, w)
 		}

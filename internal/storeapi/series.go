@@ -101,11 +101,15 @@ func (s *Server) Series(r *storepb.SeriesRequest, srv storepb.Store_SeriesServer
 	}
 
 	var chunksSent int
+	fs := &frameSender{srv: srv, batchSize: int(r.ResponseBatchSize), maxBytes: s.maxFrameBytes}
 	for _, bs := range out {
-		if err := s.sendSeries(srv, bs); err != nil {
+		if err := s.sendSeries(fs, bs); err != nil {
 			return sendError(ctx, err)
 		}
 		chunksSent += len(bs.chunks)
+	}
+	if err := fs.flush(); err != nil {
+		return sendError(ctx, err)
 	}
 	s.metrics.seriesSent.Add(float64(len(out)))
 	s.metrics.chunksSent.Add(float64(chunksSent))
@@ -119,7 +123,7 @@ func (s *Server) Series(r *storepb.SeriesRequest, srv storepb.Store_SeriesServer
 
 // sendSeries sends one series, split over consecutive frames with the same labels when its
 // chunks exceed the frame limit.
-func (s *Server) sendSeries(srv storepb.Store_SeriesServer, bs bufferedSeries) error {
+func (s *Server) sendSeries(fs *frameSender, bs bufferedSeries) error {
 	zl := labelpb.ZLabelsFromPromLabels(bs.lset)
 	chks := bs.chunks
 	for {
@@ -134,7 +138,7 @@ func (s *Server) sendSeries(srv storepb.Store_SeriesServer, bs bufferedSeries) e
 				}
 			}
 		}
-		if err := srv.Send(storepb.NewSeriesResponse(&storepb.Series{Labels: zl, Chunks: chks[:n:n]})); err != nil {
+		if err := fs.add(&storepb.Series{Labels: zl, Chunks: chks[:n:n]}, chks[:n]); err != nil {
 			return err
 		}
 		chks = chks[n:]
@@ -142,6 +146,46 @@ func (s *Server) sendSeries(srv storepb.Store_SeriesServer, bs bufferedSeries) e
 			return nil
 		}
 	}
+}
+
+// frameSender sends series one per message or, when the client asked for it with
+// ResponseBatchSize (as Thanos's querier does), in batches of up to that many series and about
+// maxBytes of chunks: far fewer messages, Recv calls and wake-ups for answers of many small
+// series.
+type frameSender struct {
+	srv       storepb.Store_SeriesServer
+	batchSize int
+	maxBytes  int
+
+	batch []*storepb.Series
+	bytes int
+}
+
+func (f *frameSender) add(series *storepb.Series, chunks []storepb.AggrChunk) error {
+	if f.batchSize <= 1 {
+		return f.srv.Send(storepb.NewSeriesResponse(series))
+	}
+	f.batch = append(f.batch, series)
+	for i := range chunks {
+		if chunks[i].Raw != nil {
+			f.bytes += len(chunks[i].Raw.Data)
+		}
+	}
+	if len(f.batch) >= f.batchSize || (f.maxBytes > 0 && f.bytes >= f.maxBytes) {
+		return f.flush()
+	}
+	return nil
+}
+
+// flush sends the pending batch, if any. Send marshals before it returns, so the slice is reused.
+func (f *frameSender) flush() error {
+	if len(f.batch) == 0 {
+		return nil
+	}
+	err := f.srv.Send(storepb.NewBatchResponse(f.batch))
+	clear(f.batch)
+	f.batch, f.bytes = f.batch[:0], 0
+	return err
 }
 
 // seriesChunks returns the chunks of a series in their storage encoding.

@@ -2,6 +2,8 @@ package storeapi
 
 import (
 	"context"
+	"errors"
+	"io"
 	"math"
 	"slices"
 	"testing"
@@ -363,4 +365,36 @@ func TestSeriesPassesRequestContextToStorage(t *testing.T) {
 		require.Len(t, querySeries(t, client, req), 1)
 	}
 	require.Equal(t, []any{true, true, false}, seen)
+}
+
+func TestSeriesBatchesSeriesWhenTheClientAsks(t *testing.T) {
+	f := newFixture(t)
+	client, _ := startServer(t, f.db, Options{ExternalLabels: euWest})
+	all := []storepb.LabelMatcher{matcher(storepb.LabelMatcher_RE, "__name__", ".+")}
+	unbatched := querySeries(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all})
+	require.Len(t, unbatched, 7)
+
+	stream, err := client.Series(context.Background(), &storepb.SeriesRequest{
+		MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all, ResponseBatchSize: 3,
+	})
+	require.NoError(t, err)
+	var frames []*storepb.Series
+	var batches []int
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		require.Nil(t, resp.GetSeries(), "a client asking for batches gets only batches")
+		frames = append(frames, resp.GetBatch().Series...)
+		batches = append(batches, len(resp.GetBatch().Series))
+	}
+	require.Equal(t, []int{3, 3, 1}, batches)
+	batched := joinFrames(t, frames)
+	require.Len(t, batched, len(unbatched))
+	for i := range unbatched {
+		require.Equal(t, unbatched[i].lset, batched[i].lset)
+		requireSamplesEqual(t, decodeChunks(t, unbatched[i].chunks), decodeChunks(t, batched[i].chunks))
+	}
 }
