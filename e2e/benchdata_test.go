@@ -69,10 +69,6 @@ var requestShapes = []struct {
 // latencyBuckets are the classic histogram buckets of http_request_duration_seconds.
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.Inf(1)}
 
-// httpSeriesPerTarget is how many series httpSeries makes per (region, instance, handler):
-// the request counters, the histogram buckets, and the histogram's _sum and _count.
-var httpSeriesPerTarget = len(requestShapes) + len(latencyBuckets) + 2
-
 // httpSeries generates what an HTTP API exports, for each of regions (indexes into
 // benchRegions) times instances times handlers: http_requests_total{job,instance,code,handler,
 // method} and the classic histogram http_request_duration_seconds{job,instance,handler,method}.

@@ -107,9 +107,6 @@ func (d diurnal) angle(y float64) float64 {
 	return 2 * math.Pi * math.Mod(y+d.phase, day) / day
 }
 
-// at returns d(y).
-func (d diurnal) at(y float64) float64 { return 1 + d.amp*math.Cos(d.angle(y)) }
-
 // integral returns a primitive of d at y.
 func (d diurnal) integral(y float64) float64 {
 	return y + d.amp*day/(2*math.Pi)*math.Sin(d.angle(y))
