@@ -91,17 +91,7 @@ func startStoreSet(t testing.TB, opts StoreSetOptions) *StoreSet {
 	t.Helper()
 	set, err := NewStoreSet(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), opts)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = set.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	require.Eventually(t, set.Ready, 10*time.Second, 5*time.Millisecond)
+	runStoreSet(t, set)
 	return set
 }
 

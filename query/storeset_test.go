@@ -18,7 +18,7 @@ import (
 )
 
 // runStoreSet runs an already built store set until the test ends and waits for its first round.
-func runStoreSet(t *testing.T, set *StoreSet) {
+func runStoreSet(t testing.TB, set *StoreSet) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

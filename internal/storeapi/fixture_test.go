@@ -268,19 +268,7 @@ func decodeChunks(t *testing.T, chks []storepb.AggrChunk) []sample {
 		prevMax = c.MaxTime
 		it := chk.Iterator(nil)
 		first := len(out)
-		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-			var s sample
-			switch vt {
-			case chunkenc.ValFloat:
-				s.t, s.f = it.At()
-			case chunkenc.ValHistogram:
-				s.t, s.h = it.AtHistogram(nil)
-			case chunkenc.ValFloatHistogram:
-				s.t, s.fh = it.AtFloatHistogram(nil)
-			}
-			out = append(out, s)
-		}
-		require.NoError(t, it.Err())
+		out = append(out, iteratorSamples(t, it)...)
 		require.Greater(t, len(out), first, "empty chunk")
 		require.Equal(t, c.MinTime, out[first].t, "chunk min time")
 		require.Equal(t, c.MaxTime, out[len(out)-1].t, "chunk max time")
@@ -339,4 +327,24 @@ func eq(name, value string) storepb.LabelMatcher {
 
 func matcher(typ storepb.LabelMatcher_Type, name, value string) storepb.LabelMatcher {
 	return storepb.LabelMatcher{Type: typ, Name: name, Value: value}
+}
+
+// iteratorSamples reads every sample an iterator has left, of any value type.
+func iteratorSamples(t *testing.T, it chunkenc.Iterator) []sample {
+	t.Helper()
+	var out []sample
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		var s sample
+		switch vt {
+		case chunkenc.ValFloat:
+			s.t, s.f = it.At()
+		case chunkenc.ValHistogram:
+			s.t, s.h = it.AtHistogram(nil)
+		case chunkenc.ValFloatHistogram:
+			s.t, s.fh = it.AtFloatHistogram(nil)
+		}
+		out = append(out, s)
+	}
+	require.NoError(t, it.Err())
+	return out
 }

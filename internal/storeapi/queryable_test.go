@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/stretchr/testify/require"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
@@ -33,21 +32,7 @@ func readSamples(t *testing.T, q storage.Queryable) map[string]storedSeries {
 	set := querier.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
 	out := map[string]storedSeries{}
 	for set.Next() {
-		var samples []sample
-		it := set.At().Iterator(nil)
-		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-			var s sample
-			switch vt {
-			case chunkenc.ValFloat:
-				s.t, s.f = it.At()
-			case chunkenc.ValHistogram:
-				s.t, s.h = it.AtHistogram(nil)
-			case chunkenc.ValFloatHistogram:
-				s.t, s.fh = it.AtFloatHistogram(nil)
-			}
-			samples = append(samples, s)
-		}
-		require.NoError(t, it.Err())
+		samples := iteratorSamples(t, set.At().Iterator(nil))
 		lset := set.At().Labels().Copy()
 		out[lset.String()] = storedSeries{lset: lset, samples: samples}
 	}
