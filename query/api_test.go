@@ -1,6 +1,7 @@
 package query
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -808,5 +809,62 @@ func TestAPIServesTheProfiler(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		require.Contains(t, string(body), want, path)
+	}
+}
+
+func TestAPICompressesLargeAnswersOnceAndLeavesShortOnesPlain(t *testing.T) {
+	f := newAPIFixture(t, EngineOptions{})
+	rangeQuery := "/api/v1/query_range?" + url.Values{
+		"query": {`http_requests_total`}, "start": {unixParam(testTime(0))}, "end": {unixParam(testTime(testSamples - 1))}, "step": {"15"},
+	}.Encode()
+	for _, tc := range []struct {
+		name, path, acceptEncoding string
+		wantGzip                   bool
+	}{
+		{"large answer, gzip accepted", rangeQuery, "gzip", true},
+		{"large answer, gzip among others", rangeQuery, "deflate, gzip;q=0.9, br", true},
+		{"large answer, no encoding accepted", rangeQuery, "", false},
+		{"large answer, only deflate accepted", rangeQuery, "deflate", false},
+		{"short answer, gzip accepted", "/api/v1/label/job/values", "gzip", false},
+		{"error answer, gzip accepted", "/api/v1/query?query=rate(", "gzip", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, f.url+tc.path, nil)
+			require.NoError(t, err)
+			if tc.acceptEncoding != "" {
+				// Set by hand, the transport leaves the body as the server sent it.
+				req.Header.Set("Accept-Encoding", tc.acceptEncoding)
+			}
+			resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body := io.Reader(resp.Body)
+			if tc.wantGzip {
+				require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"))
+				zr, err := gzip.NewReader(resp.Body)
+				require.NoError(t, err)
+				body = zr
+			} else {
+				require.Empty(t, resp.Header.Get("Content-Encoding"))
+			}
+			raw, err := io.ReadAll(body)
+			require.NoError(t, err)
+			var out apiResponse
+			require.NoError(t, json.Unmarshal(raw, &out), "the body decoded once is Prometheus's JSON: %.80q", raw)
+			require.Contains(t, resp.Header.Values("Vary"), "Accept-Encoding")
+			if strings.HasPrefix(tc.name, "error") {
+				require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+				require.Equal(t, "bad_data", out.ErrorType)
+				return
+			}
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Equal(t, "success", out.Status)
+			if tc.path == rangeQuery {
+				var data queryData[[]matrixSeries]
+				require.NoError(t, json.Unmarshal(out.Data, &data))
+				require.Len(t, data.Result, 3)
+				require.Greater(t, len(raw), responseCompressionMinSize)
+			}
+		})
 	}
 }
