@@ -6,6 +6,8 @@ GO       ?= go
 TAGS     := slicelabels
 GOTAGS   := -tags $(TAGS)
 BIN      := bin/meridian
+THANOS   := bin/thanos
+THANOS_VERSION = $(shell sed -n 's/^require github.com\/thanos-io\/thanos v//p' tools/thanos/go.mod)
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
@@ -18,12 +20,21 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (every component it wires is race-tested in its own package).
 RACE_PKGS := ./ingest/... ./query/... ./internal/storeapi/... ./internal/faultproxy/... ./internal/simulate/... ./slo/...
 
-.PHONY: all build test vet unit e2e run bench lint fuzz deps clean
+.PHONY: all build thanos test vet unit e2e run bench lint fuzz deps clean
 
 all: build
 
 build:
 	$(GO) build $(GOTAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/meridian
+
+# thanos builds the Thanos release pinned in tools/thanos (its own module, so that Thanos's
+# dependencies stay out of Meridian's build): the e2e suite and the benchmarks run it as a real
+# peer. The first build downloads and compiles Thanos's dependencies (about 3 minutes on 2 cores).
+thanos: $(THANOS)
+
+$(THANOS): tools/thanos/go.mod tools/thanos/go.sum
+	cd tools/thanos && $(GO) build $(GOTAGS) -ldflags '-X $(VPKG).Version=$(THANOS_VERSION)' \
+		-o $(CURDIR)/$(THANOS) github.com/thanos-io/thanos/cmd/thanos
 
 # deps installs what the tests use as real peers: Debian's Prometheus and Alertmanager.
 deps:
@@ -40,8 +51,8 @@ unit:
 	$(GO) test $(GOTAGS) -race -timeout 20m $(RACE_PKGS)
 	$(GO) test $(GOTAGS) -timeout 20m $$($(GO) list $(GOTAGS) ./... | grep -v -e /ingest -e /query -e /internal/storeapi -e /internal/faultproxy -e /internal/simulate -e /slo -e /e2e)
 
-e2e: deps build
-	MERIDIAN_BINARY=$(CURDIR)/$(BIN) $(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
+e2e: deps build thanos
+	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
 
 test: deps vet unit e2e
 
@@ -50,8 +61,8 @@ run: build
 
 # bench runs meridian and Debian's Prometheus side by side on this machine (ingest, query latency,
 # a slow region, querier memory) and prints one table at the end; it takes 3-5 minutes on 2 cores.
-bench: deps build
-	MERIDIAN_BINARY=$(CURDIR)/$(BIN) $(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
+bench: deps build thanos
+	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
 
 # SA1019 is off: Prometheus 3 deprecates labels.MetricName, which its own code still uses throughout.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
