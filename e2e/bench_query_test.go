@@ -63,6 +63,14 @@ func unixSeconds(t time.Time) string {
 	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
 }
 
+// benchSystem is one of the systems the query benchmark calls: meridian query, the reference
+// Prometheus, and Thanos Query over the same stores when a Thanos binary is given.
+type benchSystem struct {
+	name, addr string
+	took       [][]time.Duration // by case
+	count      []int             // by case: series or values in the last answer
+}
+
 func benchQuery(b *testing.B, table *benchTable) {
 	series := httpSeries([]int{0, 1, 2}, queryInstances, queryHandlers)
 	steps := int(queryHistory / benchScrapeInterval)
@@ -80,38 +88,26 @@ func benchQuery(b *testing.B, table *benchTable) {
 	querier := startQuerier(b, stores, queryStoreTimeout)
 
 	cases := queryCases(end)
-	type timings struct{ meridian, prometheus []time.Duration }
-	got := make([]timings, len(cases))
-	counts := make([][2]int, len(cases))
+	systems := []*benchSystem{{name: "meridian", addr: querier.httpAddr}, {name: "prometheus", addr: promAddr}}
+	if thanosBinary != "" {
+		thanos := startThanosQuery(b, stores, "--store.response-timeout", queryStoreTimeout.String())
+		waitLabelValues(b, thanos.httpAddr, "region", len(benchRegions))
+		systems = append(systems, &benchSystem{name: "thanos", addr: thanos.httpAddr})
+	} else {
+		b.Log("THANOS_BINARY is not set: Thanos Query is left out (make bench builds it)")
+	}
+	// The comparison with Prometheus and the one with Thanos Query are separate rounds of two
+	// systems taking turns. In one round of three, meridian query and Thanos Query would keep
+	// each other's stores awake while Prometheus slept, which favours the queriers on cheap calls
+	// (label values measured 0.65x Prometheus that way, 2.2x in a round of two).
+	type pair struct{ mer, ref *benchSystem }
+	var rounds []pair
 	for b.Loop() {
-		got = make([]timings, len(cases))
-		for rep := range queryWarmups + queryRepetitions {
-			for i, qc := range cases {
-				// Alternate which system goes first, so that neither always finds the other's
-				// work in the CPU caches or competes with its garbage collection.
-				order := []string{querier.httpAddr, promAddr}
-				if rep%2 == 1 {
-					order[0], order[1] = order[1], order[0]
-				}
-				for _, addr := range order {
-					ans := benchGet(b, addr, qc.path, qc.params)
-					isMeridian := addr == querier.httpAddr
-					if isMeridian {
-						require.Empty(b, ans.warnings, "%s: meridian answered with warnings", qc.name)
-						counts[i][0] = ans.count
-					} else {
-						counts[i][1] = ans.count
-					}
-					if rep < queryWarmups {
-						continue
-					}
-					if isMeridian {
-						got[i].meridian = append(got[i].meridian, ans.took)
-					} else {
-						got[i].prometheus = append(got[i].prometheus, ans.took)
-					}
-				}
-			}
+		rounds = rounds[:0]
+		for _, ref := range systems[1:] {
+			mer := &benchSystem{name: systems[0].name, addr: systems[0].addr}
+			benchRound(b, cases, []*benchSystem{mer, ref})
+			rounds = append(rounds, pair{mer, ref})
 		}
 	}
 
@@ -128,73 +124,105 @@ func benchQuery(b *testing.B, table *benchTable) {
 		histogramMeans(b, strings.TrimSuffix(targets.ingestURLs[0], "/api/v1/write")+"/metrics", "meridian_storeapi_request_duration_seconds", "method"))
 
 	for i, qc := range cases {
-		mp50, mp99 := percentile(got[i].meridian, 50), percentile(got[i].meridian, 99)
-		pp50, pp99 := percentile(got[i].prometheus, 50), percentile(got[i].prometheus, 99)
 		metric := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "", "/", "-", "[", "", "]", "").Replace(qc.class + "-" + qc.name)
-		b.ReportMetric(ms(mp50), metric+"-meridian-p50-ms")
-		b.ReportMetric(ms(pp50), metric+"-prometheus-p50-ms")
-		ratio := ms(mp50) / ms(pp50)
-		result := passFail(ratio <= 1.2)
-		if counts[i][0] != counts[i][1] {
-			b.Errorf("%s: meridian answered %d series or values, Prometheus %d", qc.name, counts[i][0], counts[i][1])
-			result = fmt.Sprintf("FAIL (%d vs %d series)", counts[i][0], counts[i][1])
+		for _, r := range rounds {
+			mer, ref := r.mer, r.ref
+			mp50, pp50 := percentile(mer.took[i], 50), percentile(ref.took[i], 50)
+			b.ReportMetric(ms(mp50), metric+"-meridian-vs-"+ref.name+"-p50-ms")
+			b.ReportMetric(ms(pp50), metric+"-"+ref.name+"-p50-ms")
+			ratio := ms(mp50) / ms(pp50)
+			// Prometheus is the reference (p50 <= 1.2x); Thanos Query is the
+			// architecture's (at least as fast on the same stores).
+			name, limit := fmt.Sprintf("query %s: %s [%d]", qc.class, qc.name, mer.count[i]), 1.2
+			if ref.name == "thanos" {
+				name, limit = fmt.Sprintf("query %s: %s, vs Thanos Query", qc.class, qc.name), 1.0
+			}
+			result := passFail(ratio <= limit)
+			if mer.count[i] != ref.count[i] {
+				b.Errorf("%s: meridian answered %d series or values, %s %d", qc.name, mer.count[i], ref.name, ref.count[i])
+				result = fmt.Sprintf("FAIL (%d vs %d series)", mer.count[i], ref.count[i])
+			}
+			table.add(benchRow{
+				name:      name,
+				meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(mer.took[i], 99)))),
+				reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(ref.took[i], 99)))),
+				ratio:     fmt.Sprintf("%.2fx (p99 %.2fx)", ratio, ms(percentile(mer.took[i], 99))/ms(percentile(ref.took[i], 99))),
+				target:    fmt.Sprintf("p50 <= %.2fx", limit),
+				result:    result,
+			})
 		}
-		table.add(benchRow{
-			name:      fmt.Sprintf("query %s: %s [%d]", qc.class, qc.name, counts[i][0]),
-			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(mp99))),
-			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(pp99))),
-			ratio:     fmt.Sprintf("%.2fx (p99 %.2fx)", ratio, ms(mp99)/ms(pp99)),
-			target:    "p50 <= 1.20x",
-			result:    result,
-		})
 	}
-	benchWarmLabelCalls(b, table, cases, querier.httpAddr, promAddr)
+	benchWarmLabelCalls(b, table, cases, systems)
 }
 
-// benchWarmLabelCalls measures the label calls again with both systems warm: each call is made
+// benchRound calls every case on every system, queryWarmups+queryRepetitions times, the systems
+// taking turns (which one goes first rotates, so that none always finds another's work in the
+// CPU caches or competes with its garbage collection), and records the times of the measured
+// repetitions.
+func benchRound(b *testing.B, cases []benchQueryCase, systems []*benchSystem) {
+	for _, sys := range systems {
+		sys.took, sys.count = make([][]time.Duration, len(cases)), make([]int, len(cases))
+	}
+	for rep := range queryWarmups + queryRepetitions {
+		for i, qc := range cases {
+			for k := range systems {
+				sys := systems[(rep+k)%len(systems)]
+				ans := benchGet(b, sys.addr, qc.path, qc.params)
+				if sys.name != "prometheus" {
+					require.Empty(b, ans.warnings, "%s: %s answered with warnings", qc.name, sys.name)
+				}
+				sys.count[i] = ans.count
+				if rep >= queryWarmups {
+					sys.took[i] = append(sys.took[i], ans.took)
+				}
+			}
+		}
+	}
+}
+
+// benchWarmLabelCalls measures the label calls again with every system warm: each call is made
 // twice in a row to the same system and the second one is timed. A label call does a tenth of a
-// millisecond of work in a store; in the main loop it follows a heavy query of the other system,
+// millisecond of work in a store; in the main loop it follows a heavy query of another system,
 // and on a small virtual machine a process that slept for a while takes about a millisecond
-// longer to answer (see the idle-hop figures logged below). The querier adds a hop to the
-// three stores, so the main loop charges it three sleeping processes where Prometheus has one.
+// longer to answer (see the idle-hop figures logged below). A querier adds a hop to the three
+// stores, so the main loop charges it three sleeping processes where Prometheus has one.
 // The rows here are for information; the targets are on the main loop's rows.
-func benchWarmLabelCalls(b *testing.B, table *benchTable, cases []benchQueryCase, querierAddr, promAddr string) {
+func benchWarmLabelCalls(b *testing.B, table *benchTable, cases []benchQueryCase, systems []*benchSystem) {
 	for _, qc := range cases {
 		if qc.class != "labels" {
 			continue
 		}
-		var mer, prom []time.Duration
+		took := make([][]time.Duration, len(systems))
 		for rep := range queryRepetitions {
-			order := []string{querierAddr, promAddr}
-			if rep%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
-			for _, addr := range order {
-				benchGet(b, addr, qc.path, qc.params)
-				took := benchGet(b, addr, qc.path, qc.params).took
-				if addr == querierAddr {
-					mer = append(mer, took)
-				} else {
-					prom = append(prom, took)
-				}
+			for k := range systems {
+				j := (rep + k) % len(systems)
+				benchGet(b, systems[j].addr, qc.path, qc.params)
+				took[j] = append(took[j], benchGet(b, systems[j].addr, qc.path, qc.params).took)
 			}
 		}
-		mp50, pp50 := percentile(mer, 50), percentile(prom, 50)
-		table.add(benchRow{
-			name:      fmt.Sprintf("query %s, warm (second of two calls): %s", qc.class, qc.name),
-			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(mer, 99)))),
-			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(prom, 99)))),
-			ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(pp50)),
-			target:    "-",
-			result:    "info",
-		})
+		mp50 := percentile(took[0], 50)
+		for j, ref := range systems[1:] {
+			pp50 := percentile(took[j+1], 50)
+			name := fmt.Sprintf("query %s, warm (second of two calls): %s", qc.class, qc.name)
+			if ref.name == "thanos" {
+				name += ", vs Thanos Query"
+			}
+			table.add(benchRow{
+				name:      name,
+				meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(took[0], 99)))),
+				reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(took[j+1], 99)))),
+				ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(pp50)),
+				target:    "-",
+				result:    "info",
+			})
+		}
 	}
 	for _, gap := range []time.Duration{0, 200 * time.Millisecond} {
 		var took []time.Duration
 		for range queryRepetitions {
 			time.Sleep(gap)
 			began := time.Now()
-			resp, err := benchClient.Get("http://" + promAddr + "/-/healthy")
+			resp, err := benchClient.Get("http://" + systems[1].addr + "/-/healthy")
 			require.NoError(b, err)
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
