@@ -36,7 +36,7 @@ func (s *chunkSeries) Iterator(chunkenc.Iterator) chunkenc.Iterator {
 		}
 	}
 	if !overlapping {
-		return &boundedIterator{inner: &chunksIterator{chunks: s.chunks}, mint: s.mint, maxt: s.maxt}
+		return &chunksIterator{chunks: s.chunks, mint: s.mint, maxt: s.maxt}
 	}
 	// Overlapping chunks (a store split a series across blocks that overlap): merge them sample
 	// by sample, dropping duplicate timestamps, the way Prometheus merges overlapping blocks.
@@ -74,29 +74,52 @@ func decodeChunk(c storepb.AggrChunk) (chunkenc.Chunk, error) {
 	return ch, nil
 }
 
-// chunksIterator iterates non-overlapping chunks sorted by time, decoding each when reached and
-// skipping whole chunks on Seek.
+// chunksIterator iterates non-overlapping chunks sorted by time, decoding each when reached,
+// skipping whole chunks on Seek, and hiding samples outside [mint, maxt]. The bounds are checked
+// only in the chunks that cross them (the first and last, usually): this iterator is the
+// innermost loop of every PromQL evaluation over the fan-out, so it does the bounds itself
+// rather than under a wrapper.
 type chunksIterator struct {
-	chunks []storepb.AggrChunk
-	next   int // index of the next chunk to decode
-	cur    chunkenc.Iterator
-	spare  chunkenc.Iterator // exhausted iterator kept for reuse
-	vt     chunkenc.ValueType
-	err    error
+	chunks     []storepb.AggrChunk
+	mint, maxt int64
+	next       int // index of the next chunk to decode
+	cur        chunkenc.Iterator
+	spare      chunkenc.Iterator // exhausted iterator kept for reuse
+	vt         chunkenc.ValueType
+	// The current chunk starts before mint, or ends after maxt.
+	clipMin, clipMax bool
+	err              error
 }
 
+// open decodes the next chunk that holds samples in [mint, maxt], if any.
 func (it *chunksIterator) open() bool {
-	if it.next >= len(it.chunks) {
+	for it.next < len(it.chunks) && it.chunks[it.next].MaxTime < it.mint {
+		it.next++
+	}
+	if it.next >= len(it.chunks) || it.chunks[it.next].MinTime > it.maxt {
+		it.next = len(it.chunks)
 		return false
 	}
-	ch, err := decodeChunk(it.chunks[it.next])
+	c := it.chunks[it.next]
 	it.next++
+	ch, err := decodeChunk(c)
 	if err != nil {
 		it.err = err
 		return false
 	}
 	it.cur = ch.Iterator(it.spare)
+	it.clipMin, it.clipMax = c.MinTime < it.mint, c.MaxTime > it.maxt
 	return true
+}
+
+// bounded returns vt, or ValNone and ends the iteration when the sample is past maxt.
+func (it *chunksIterator) bounded(vt chunkenc.ValueType) chunkenc.ValueType {
+	if it.clipMax && it.cur.AtT() > it.maxt {
+		it.next, it.spare, it.cur = len(it.chunks), it.cur, nil
+		vt = chunkenc.ValNone
+	}
+	it.vt = vt
+	return vt
 }
 
 func (it *chunksIterator) Next() chunkenc.ValueType {
@@ -104,8 +127,12 @@ func (it *chunksIterator) Next() chunkenc.ValueType {
 		if it.cur == nil && !it.open() {
 			break
 		}
-		if it.vt = it.cur.Next(); it.vt != chunkenc.ValNone {
-			return it.vt
+		vt := it.cur.Next()
+		if vt != chunkenc.ValNone && it.clipMin && it.cur.AtT() < it.mint {
+			vt = it.cur.Seek(it.mint)
+		}
+		if vt != chunkenc.ValNone {
+			return it.bounded(vt)
 		}
 		if err := it.cur.Err(); err != nil {
 			it.err = err
@@ -121,6 +148,7 @@ func (it *chunksIterator) Seek(t int64) chunkenc.ValueType {
 	if it.err != nil {
 		return chunkenc.ValNone
 	}
+	t = max(t, it.mint)
 	if it.cur != nil && it.vt != chunkenc.ValNone && it.cur.AtT() >= t {
 		return it.vt
 	}
@@ -134,13 +162,13 @@ func (it *chunksIterator) Seek(t int64) chunkenc.ValueType {
 				return it.vt
 			}
 		}
-		it.vt = it.cur.Seek(t)
-		if it.vt != chunkenc.ValNone {
-			return it.vt
+		if vt := it.cur.Seek(t); vt != chunkenc.ValNone {
+			return it.bounded(vt)
 		}
 		if err := it.cur.Err(); err != nil {
 			it.err = err
-			return chunkenc.ValNone
+			it.vt = chunkenc.ValNone
+			return it.vt
 		}
 		it.spare, it.cur = it.cur, nil
 	}
@@ -160,7 +188,8 @@ func (it *chunksIterator) AtT() int64 { return it.cur.AtT() }
 
 func (it *chunksIterator) Err() error { return it.err }
 
-// boundedIterator hides samples outside [mint, maxt].
+// boundedIterator hides samples outside [mint, maxt] for the iterators chunksIterator does not
+// cover (overlapping chunks merged sample by sample).
 type boundedIterator struct {
 	inner      chunkenc.Iterator
 	mint, maxt int64
