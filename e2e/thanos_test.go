@@ -186,3 +186,64 @@ func TestThanosQueryAndMeridianQueryAgreeOverMeridianStores(t *testing.T) {
 	require.Len(t, vec, 1)
 	require.Equal(t, strconv.Itoa(len(benchRegions)*instances*handlers*len(requestShapes)), vec[0].Value[1])
 }
+
+// TestADeadRegionStaysInTheAnswerWhereThanosQueryDropsIt kills one of three stores under both
+// queriers. Once Thanos Query (v0.42.4) has probed the dead store, it answers 200 with the
+// region's series missing and no warning, with partial response on or off: the behaviour
+// ARCHITECTURE.md describes and Meridian is built not to have. For the 10 seconds after that,
+// meridian query keeps naming the region in a warning, and fails the query with partial
+// response off.
+func TestADeadRegionStaysInTheAnswerWhereThanosQueryDropsIt(t *testing.T) {
+	requireThanos(t)
+	t.Parallel()
+	const instances, handlers, steps = 2, 2, 40
+	end := time.Now().Truncate(time.Minute)
+	start := end.Add(-time.Duration(steps-1) * benchScrapeInterval)
+	var nodes []*ingestProcess
+	var stores []string
+	targets := loadTargets{}
+	for _, region := range benchRegions {
+		node := startIngest(t, t.TempDir(), []string{"region=" + region})
+		nodes = append(nodes, node)
+		stores = append(stores, node.grpcAddr)
+		targets.ingestURLs = append(targets.ingestURLs, node.writeURL())
+	}
+	require.NoError(t, targets.load(context.Background(), httpSeries([]int{0, 1, 2}, instances, handlers), 1, 100, 40, steps, start.UnixMilli()))
+	meridian := startGlobalQuerier(t, t, stores)
+	thanos := startThanosQuery(t, stores)
+	waitLabelValues(t, meridian.httpAddr, "region", len(benchRegions))
+	waitLabelValues(t, thanos.httpAddr, "region", len(benchRegions))
+
+	perRegion := instances * handlers * len(requestShapes)
+	count := func(res apiAnswer) string {
+		vec := vectorOf(t, res)
+		require.Len(t, vec, 1, res.Raw)
+		return vec[0].Value[1].(string)
+	}
+	expr := `count(http_requests_total)`
+	at := end.UnixMilli()
+	require.Equal(t, strconv.Itoa(3*perRegion), count(promQuery(t, thanos.httpAddr, expr, at, nil)))
+
+	dead := benchRegions[2]
+	nodes[2].kill9(t)
+	// Thanos Query warns until its next probe of the endpoint finds it down; from then on the
+	// store is out of its store set.
+	silent := func(partial string) bool {
+		th := promQuery(t, thanos.httpAddr, expr, at, url.Values{"partial_response": {partial}})
+		return th.Code == http.StatusOK && len(th.Body.Warnings) == 0 && count(th) == strconv.Itoa(2*perRegion)
+	}
+	require.Eventually(t, func() bool { return silent("false") }, 30*time.Second, 200*time.Millisecond,
+		"thanos query never dropped the dead store (this test pins what Thanos v0.42.4 does)")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		on := promQuery(t, meridian.httpAddr, expr, at, url.Values{"partial_response": {"true"}})
+		require.Equal(t, strconv.Itoa(2*perRegion), count(on))
+		require.NotEmpty(t, warningFor(on.Body.Warnings, dead), "meridian query: %s", on.Raw)
+		off := promQuery(t, meridian.httpAddr, expr, at, url.Values{"partial_response": {"false"}})
+		require.Equal(t, http.StatusUnprocessableEntity, off.Code, off.Raw)
+		require.Contains(t, off.Body.Error, dead)
+
+		for _, partial := range []string{"true", "false"} {
+			require.True(t, silent(partial), "thanos query, partial_response=%s, answered otherwise", partial)
+		}
+	}
+}
