@@ -59,8 +59,9 @@ test: deps vet unit e2e
 run: build
 	./$(BIN) dev
 
-# bench runs meridian and Debian's Prometheus side by side on this machine (ingest, query latency,
-# a slow region, querier memory) and prints one table at the end; it takes 3-5 minutes on 2 cores.
+# bench runs meridian side by side with Debian's Prometheus (ingest, query latency, a slow region,
+# querier memory) and with Thanos Query on the same stores (query latency) on this machine, and
+# prints one table at the end; it takes about 5 minutes on 2 cores.
 bench: deps build thanos
 	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
 

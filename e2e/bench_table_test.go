@@ -20,11 +20,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// BenchmarkSideBySide measures meridian against a real Prometheus on this machine, one after the
-// other in the same run, and prints one table at the end. Each sub-benchmark starts its own
-// processes, so any of them can be run alone (-bench 'SideBySide/query'). The sub-benchmarks are
-// end-to-end measurements meant for -benchtime 1x (see `make bench`): their set-up (building data
-// sets, starting processes, loading data) is far larger than the measured loop.
+// BenchmarkSideBySide measures meridian against a real Prometheus (and, for queries, a real Thanos
+// Query when THANOS_BINARY is set) on this machine, one after the other in the same run, and
+// prints one table at the end. Each sub-benchmark starts its own processes, so any of them can
+// be run alone (-bench 'SideBySide/query'). The sub-benchmarks are end-to-end measurements meant
+// for -benchtime 1x (see `make bench`): their set-up (building data sets, starting processes,
+// loading data) is far larger than the measured loop.
 func BenchmarkSideBySide(b *testing.B) {
 	table := &benchTable{}
 	b.Run("ingest", func(b *testing.B) { benchIngest(b, table) })
