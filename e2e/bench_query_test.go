@@ -64,7 +64,7 @@ func unixSeconds(t time.Time) string {
 }
 
 // benchSystem is one of the systems the query benchmark calls: meridian query, the reference
-// Prometheus, and Thanos Query over the same stores when a Thanos binary is given.
+// Prometheus, and Thanos Query over the same stores.
 type benchSystem struct {
 	name, addr string
 	took       [][]time.Duration // by case
@@ -89,13 +89,9 @@ func benchQuery(b *testing.B, table *benchTable) {
 
 	cases := queryCases(end)
 	systems := []*benchSystem{{name: "meridian", addr: querier.httpAddr}, {name: "prometheus", addr: promAddr}}
-	if thanosBinary != "" {
-		thanos := startThanosQuery(b, stores, "--store.response-timeout", queryStoreTimeout.String())
-		waitLabelValues(b, thanos.httpAddr, "region", len(benchRegions))
-		systems = append(systems, &benchSystem{name: "thanos", addr: thanos.httpAddr})
-	} else {
-		b.Log("THANOS_BINARY is not set: Thanos Query is left out (make bench builds it)")
-	}
+	thanos := startThanosQuery(b, stores, "--store.response-timeout", queryStoreTimeout.String())
+	waitLabelValues(b, thanos.httpAddr, "region", len(benchRegions))
+	systems = append(systems, &benchSystem{name: "thanos", addr: thanos.httpAddr})
 	// The comparison with Prometheus and the one with Thanos Query are separate rounds of two
 	// systems taking turns. In one round of three, meridian query and Thanos Query would keep
 	// each other's stores awake while Prometheus slept, which favours the queriers on cheap calls

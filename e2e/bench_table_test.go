@@ -21,8 +21,7 @@ import (
 )
 
 // BenchmarkSideBySide measures meridian against a real Prometheus (and, for queries, a real Thanos
-// Query when THANOS_BINARY is set) on this machine, one after the other in the same run, and
-// prints one table at the end. Each sub-benchmark starts its own processes, so any of them can
+// Query) on this machine, one after the other in the same run, and prints one table at the end. Each sub-benchmark starts its own processes, so any of them can
 // be run alone (-bench 'SideBySide/query'). The sub-benchmarks are end-to-end measurements meant
 // for -benchtime 1x (see `make bench`): their set-up (building data sets, starting processes,
 // loading data) is far larger than the measured loop.

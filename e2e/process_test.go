@@ -34,32 +34,43 @@ import (
 	_ "github.com/meridian-obs/meridian/internal/grpccodec"
 )
 
-// meridianBinary is the meridian binary under test, built once by TestMain (or taken from
-// $MERIDIAN_BINARY).
-var meridianBinary string
+// meridianBinary is the meridian binary under test and thanosBinary a real Thanos (the release
+// pinned in tools/thanos), both built once by TestMain or taken from $MERIDIAN_BINARY and
+// $THANOS_BINARY (`make e2e` and `make bench` build them and pass them in).
+var meridianBinary, thanosBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
 func runTests(m *testing.M) int {
-	if bin := os.Getenv("MERIDIAN_BINARY"); bin != "" {
-		meridianBinary = bin
-		return m.Run()
-	}
 	dir, err := os.MkdirTemp("", "meridian-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	meridianBinary = filepath.Join(dir, "meridian")
-	build := exec.Command("go", "build", "-tags", "slicelabels", "-o", meridianBinary, "github.com/meridian-obs/meridian/cmd/meridian")
-	build.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build meridian:", err)
-		return 1
+	for _, bin := range []struct {
+		into           *string
+		env, name, dir string
+		pkg            string
+	}{
+		{&meridianBinary, "MERIDIAN_BINARY", "meridian", ".", "github.com/meridian-obs/meridian/cmd/meridian"},
+		// tools/thanos is a module of its own: build from inside it.
+		{&thanosBinary, "THANOS_BINARY", "thanos", filepath.Join("..", "tools", "thanos"), "github.com/thanos-io/thanos/cmd/thanos"},
+	} {
+		if *bin.into = os.Getenv(bin.env); *bin.into != "" {
+			continue
+		}
+		*bin.into = filepath.Join(dir, bin.name)
+		build := exec.Command("go", "build", "-tags", "slicelabels", "-o", *bin.into, bin.pkg)
+		build.Dir = bin.dir
+		build.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", bin.name, err)
+			return 1
+		}
 	}
 	return m.Run()
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -14,17 +13,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 )
-
-// thanosBinary is a real Thanos (`make thanos` builds the release pinned in tools/thanos);
-// `make e2e` and `make bench` pass it in THANOS_BINARY.
-var thanosBinary = os.Getenv("THANOS_BINARY")
-
-func requireThanos(t testing.TB) {
-	t.Helper()
-	if thanosBinary == "" {
-		t.Skip("THANOS_BINARY is not set: run `make e2e` (it builds Thanos with `make thanos`)")
-	}
-}
 
 // thanosQuery is a running `thanos query`.
 type thanosQuery struct {
@@ -35,7 +23,6 @@ type thanosQuery struct {
 // startThanosQuery runs `thanos query` over endpoints and waits until it answers queries.
 func startThanosQuery(t testing.TB, endpoints []string, extraArgs ...string) *thanosQuery {
 	t.Helper()
-	requireThanos(t)
 	q := &thanosQuery{httpAddr: freeAddr(t), grpcAddr: freeAddr(t)}
 	args := []string{"query", "--http-address", q.httpAddr, "--grpc-address", q.grpcAddr, "--log.level", "warn"}
 	for _, e := range endpoints {
@@ -112,7 +99,6 @@ func comparableAnswer(t testing.TB, res apiAnswer) any {
 // and requires every one of them to give the same answers as `meridian query` over the stores,
 // for instant and range queries, series, label names and label values.
 func TestThanosQueryAndMeridianQueryAgreeOverMeridianStores(t *testing.T) {
-	requireThanos(t)
 	t.Parallel()
 	const (
 		instances = 3
@@ -194,7 +180,6 @@ func TestThanosQueryAndMeridianQueryAgreeOverMeridianStores(t *testing.T) {
 // meridian query keeps naming the region in a warning, and fails the query with partial
 // response off.
 func TestADeadRegionStaysInTheAnswerWhereThanosQueryDropsIt(t *testing.T) {
-	requireThanos(t)
 	t.Parallel()
 	const instances, handlers, steps = 2, 2, 40
 	end := time.Now().Truncate(time.Minute)
