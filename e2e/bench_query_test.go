@@ -148,7 +148,9 @@ func benchQuery(b *testing.B, table *benchTable) {
 			})
 		}
 	}
-	benchWarmLabelCalls(b, table, cases, systems)
+	for _, r := range rounds {
+		benchLabelsAlone(b, table, cases, r.mer, r.ref)
+	}
 }
 
 // benchRound calls every case on every system, queryWarmups+queryRepetitions times, the systems
@@ -176,55 +178,32 @@ func benchRound(b *testing.B, cases []benchQueryCase, systems []*benchSystem) {
 	}
 }
 
-// benchWarmLabelCalls measures the label calls again with every system warm: each call is made
-// twice in a row to the same system and the second one is timed. A label call does a tenth of a
-// millisecond of work in a store; in the main loop it follows a heavy query of another system,
-// and on a small virtual machine a process that slept for a while takes about a millisecond
-// longer to answer (see the idle-hop figures logged below). A querier adds a hop to the three
-// stores, so the main loop charges it three sleeping processes where Prometheus has one.
-// The rows here are for information; the targets are on the main loop's rows.
-func benchWarmLabelCalls(b *testing.B, table *benchTable, cases []benchQueryCase, systems []*benchSystem) {
+// benchLabelsAlone measures each label call again, for information, as a benchmark of that call
+// alone would: the call is repeated with nothing else in between, the systems taking turns call by
+// call. In the main loop a label call comes right after the histogram_quantile query of one
+// system or the other, which on a 2-core machine pushes the processes it crosses out of the CPU
+// caches: four for a querier (itself and three stores), one for Prometheus. The targets are on
+// the main loop's rows.
+func benchLabelsAlone(b *testing.B, table *benchTable, cases []benchQueryCase, mer, ref *benchSystem) {
 	for _, qc := range cases {
 		if qc.class != "labels" {
 			continue
 		}
-		took := make([][]time.Duration, len(systems))
-		for rep := range queryRepetitions {
-			for k := range systems {
-				j := (rep + k) % len(systems)
-				benchGet(b, systems[j].addr, qc.path, qc.params)
-				took[j] = append(took[j], benchGet(b, systems[j].addr, qc.path, qc.params).took)
-			}
+		m, r := &benchSystem{name: mer.name, addr: mer.addr}, &benchSystem{name: ref.name, addr: ref.addr}
+		benchRound(b, []benchQueryCase{qc}, []*benchSystem{m, r})
+		mp50, rp50 := percentile(m.took[0], 50), percentile(r.took[0], 50)
+		name := fmt.Sprintf("query %s, one call repeated alone: %s", qc.class, qc.name)
+		if ref.name == "thanos" {
+			name += ", vs Thanos Query"
 		}
-		mp50 := percentile(took[0], 50)
-		for j, ref := range systems[1:] {
-			pp50 := percentile(took[j+1], 50)
-			name := fmt.Sprintf("query %s, warm (second of two calls): %s", qc.class, qc.name)
-			if ref.name == "thanos" {
-				name += ", vs Thanos Query"
-			}
-			table.add(benchRow{
-				name:      name,
-				meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(took[0], 99)))),
-				reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(took[j+1], 99)))),
-				ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(pp50)),
-				target:    "-",
-				result:    "info",
-			})
-		}
-	}
-	for _, gap := range []time.Duration{0, 200 * time.Millisecond} {
-		var took []time.Duration
-		for range queryRepetitions {
-			time.Sleep(gap)
-			began := time.Now()
-			resp, err := benchClient.Get("http://" + systems[1].addr + "/-/healthy")
-			require.NoError(b, err)
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			took = append(took, time.Since(began))
-		}
-		b.Logf("one HTTP hop (Prometheus /-/healthy) after %s idle: p50 %s", gap, percentile(took, 50))
+		table.add(benchRow{
+			name:      name,
+			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(m.took[0], 99)))),
+			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(rp50)), formatMs(ms(percentile(r.took[0], 99)))),
+			ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(rp50)),
+			target:    "-",
+			result:    "info",
+		})
 	}
 }
 
