@@ -181,9 +181,10 @@ func benchRound(b *testing.B, cases []benchQueryCase, systems []*benchSystem) {
 // benchLabelsAlone measures each label call again, for information, as a benchmark of that call
 // alone would: the call is repeated with nothing else in between, the systems taking turns call by
 // call. In the main loop a label call comes right after the histogram_quantile query of one
-// system or the other, which on a 2-core machine pushes the processes it crosses out of the CPU
-// caches: four for a querier (itself and three stores), one for Prometheus. The targets are on
-// the main loop's rows.
+// system or the other, and on a 2-core machine every process the call then crosses (four for a
+// querier: itself and three stores; one for Prometheus) spends several times its usual CPU on it,
+// cold caches we believe. What the rows show also depends on what ran before them (see README).
+// The targets are on the main loop's rows.
 func benchLabelsAlone(b *testing.B, table *benchTable, cases []benchQueryCase, mer, ref *benchSystem) {
 	for _, qc := range cases {
 		if qc.class != "labels" {
