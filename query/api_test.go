@@ -743,13 +743,7 @@ func TestServerAnswersThroughTheFanoutOverRealStores(t *testing.T) {
 		ExternalLabels: labels.FromStrings("querier", "global"),
 	})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	runServer(t, srv)
 	require.NotEmpty(t, srv.GRPCAddr())
 	f := &apiFixture{url: "http://" + srv.HTTPAddr()}
 	require.Eventually(t, func() bool {

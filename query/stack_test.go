@@ -74,13 +74,7 @@ func startStackQuerier(t *testing.T, endpoints ...string) (*Server, *apiFixture)
 	})
 	require.NoError(t, err)
 	require.NotEmpty(t, srv.GRPCAddr(), "a querier without external labels serves StoreAPI")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	runServer(t, srv)
 	return srv, &apiFixture{url: "http://" + srv.HTTPAddr()}
 }
 

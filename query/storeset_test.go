@@ -33,6 +33,18 @@ func runStoreSet(t testing.TB, set *StoreSet) {
 	require.Eventually(t, set.Ready, 10*time.Second, 5*time.Millisecond)
 }
 
+// runServer runs an already built querier until the test ends, and requires that it stops cleanly.
+func runServer(t testing.TB, srv *Server) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+}
+
 func storeByAddr(set *StoreSet, addr string) (StoreStatus, bool) {
 	for _, st := range set.Stores() {
 		if st.Address == addr {

@@ -85,13 +85,7 @@ func startTLSQuerier(t *testing.T, dial []grpc.DialOption, httpConfig string, en
 		HTTPConfigFile: httpConfig,
 	})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	runServer(t, srv)
 	require.Eventually(t, srv.StoreSet().Ready, 10*time.Second, 10*time.Millisecond)
 	return srv
 }
