@@ -26,6 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/meridian-obs/meridian/internal/labelindex"
 	"github.com/meridian-obs/meridian/internal/serve"
 	"github.com/meridian-obs/meridian/internal/storeapi"
 )
@@ -46,7 +47,8 @@ type Node struct {
 	health         *health.Server
 	handler        http.Handler
 
-	db atomic.Pointer[tsdb.DB]
+	db     atomic.Pointer[tsdb.DB]
+	labels *labelindex.Tracker
 }
 
 // New validates cfg, binds the HTTP and gRPC listeners (so HTTPAddr and GRPCAddr are known at
@@ -67,11 +69,19 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: logger, reg: reg, metrics: newMetrics(reg)}
+	n.labels = labelindex.NewTracker(func() (labelindex.State, bool) {
+		db := n.db.Load()
+		if db == nil {
+			return labelindex.State{}, false
+		}
+		return labelindex.TSDBState(db), true
+	})
 
 	store, err := storeapi.NewServer(lazyQueryable{n}, storeapi.Options{
 		ExternalLabels: cfg.ExternalLabels,
 		TimeRange:      n.timeRange,
 		ComponentType:  "receive",
+		LabelVersion:   n.labelVersion,
 		Logger:         logger,
 		Registerer:     reg,
 	})
@@ -84,6 +94,7 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 	}
 	n.grpcServer = grpc.NewServer(opts...)
 	store.Register(n.grpcServer)
+	n.labels.Register(n.grpcServer)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
@@ -133,7 +144,17 @@ func (n *Node) Run(ctx context.Context) error {
 		}, func(error) { cancel() })
 	}
 	serve.HTTP(&g, n.httpLn, n.httpServer, n.cfg.HTTPConfigFile, n.logger)
-	serve.GRPC(&g, n.grpcLn, n.grpcServer, n.health.Shutdown)
+	serve.GRPC(&g, n.grpcLn, n.grpcServer, func() {
+		n.health.Shutdown()
+		n.labels.Shutdown()
+	})
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			n.labels.Run(ctx, labelCheckInterval)
+			return nil
+		}, func(error) { cancel() })
+	}
 	{
 		stop := make(chan struct{})
 		g.Add(func() error {
@@ -198,11 +219,49 @@ func (n *Node) timeRange() (int64, int64) {
 	return mint, math.MaxInt64
 }
 
+// labelCheckInterval is how often the label index version is checked for what changes it
+// without a write (compaction, head truncation, retention).
+const labelCheckInterval = 100 * time.Millisecond
+
+// labelVersion versions label answers over [mint, maxt] (storeapi.Options.LabelVersion).
+func (n *Node) labelVersion(mint, _ int64) (string, bool) {
+	db := n.db.Load()
+	if db == nil {
+		return "", false
+	}
+	tok := n.labels.Check()
+	// A range the head has not reached yet gains the head's values as soon as a sample reaches
+	// it, which creates no series and so keeps the version: such answers are not versioned.
+	return tok, tok != "" && mint <= db.Head().MaxTime()
+}
+
 // nodeAppendable appends to the TSDB; the write handler only runs once it is open.
 type nodeAppendable struct{ n *Node }
 
 func (a nodeAppendable) Appender(ctx context.Context) storage.Appender {
-	return a.n.db.Load().Appender(ctx)
+	db := a.n.db.Load()
+	return &versioningAppender{Appender: db.Appender(ctx), db: db, labels: a.n.labels, series: db.Head().NumSeries()}
+}
+
+// versioningAppender moves the label index version after a commit that created series, before
+// the write is acknowledged: a querier told of the new version stops using answers that miss
+// them. Whether the version had already moved does not matter: it could have moved before the
+// new series were indexed.
+type versioningAppender struct {
+	storage.Appender
+	db     *tsdb.DB
+	labels *labelindex.Tracker
+	series uint64 // head series when the appender was made
+}
+
+func (a *versioningAppender) Commit() error {
+	err := a.Appender.Commit()
+	if a.db.Head().NumSeries() != a.series {
+		a.labels.Force()
+	} else {
+		a.labels.Check() // out-of-order samples may have widened the head's out-of-order range
+	}
+	return err
 }
 
 // errNotReady is what queries get while the WAL is being replayed.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,22 +45,34 @@ func testConfig(t *testing.T) Config {
 // startNode runs a node until the test ends and waits until its TSDB is open.
 func startNode(t *testing.T, cfg Config) *Node {
 	t.Helper()
-	n, err := New(testLogger(), prometheus.NewRegistry(), cfg)
+	n, _ := runNode(t, cfg, prometheus.NewRegistry())
+	return n
+}
+
+// runNode runs a node with its metrics on reg, waits until its TSDB is open, and returns a
+// function that stops it (at the latest when the test ends).
+func runNode(t *testing.T, cfg Config, reg *prometheus.Registry) (*Node, func()) {
+	t.Helper()
+	n, err := New(testLogger(), reg, cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("node did not stop within 30s")
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Error("node did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
 	require.Eventually(t, n.Ready, 30*time.Second, 10*time.Millisecond, "tsdb did not open")
-	return n
+	return n, stop
 }
 
 // post sends a remote-write body through the node's real handler.

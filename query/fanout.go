@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -48,8 +50,9 @@ type Fanout struct {
 }
 
 type fanoutMetrics struct {
-	duration *prometheus.HistogramVec
-	failures *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	failures   *prometheus.CounterVec
+	labelCache *prometheus.CounterVec
 }
 
 // NewFanout creates a fan-out over set. Metrics are registered on reg when it is not nil.
@@ -71,9 +74,13 @@ func NewFanout(logger *slog.Logger, reg prometheus.Registerer, set *StoreSet, op
 			Name: "meridian_query_store_request_failures_total",
 			Help: "StoreAPI calls that failed or timed out, per store, method and reason (error, timeout).",
 		}, []string{"store", "method", "reason"}),
+		labelCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_query_label_cache_requests_total",
+			Help: "Label calls to stores with a label cache, per method and result: hit (answered from the cache, store not called) or miss.",
+		}, []string{"method", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.duration, m.failures)
+		reg.MustRegister(m.duration, m.failures, m.labelCache)
 	}
 	return &Fanout{logger: logger, set: set, opts: opts, metrics: m}
 }
@@ -280,8 +287,8 @@ func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms 
 	if dedup {
 		req.WithoutReplicaLabels = q.f.opts.ReplicaLabels
 	}
-	names, ws, err := q.labelCall(ctx, "label_names", ms, hints, func(ctx context.Context, v storeView) ([]string, []string, error) {
-		resp, err := v.ref.store.LabelNames(ctx, req)
+	names, ws, err := q.labelCall(ctx, "label_names", ms, hints, labelCacheKey('n', req), func(ctx context.Context, v storeView, opts ...grpc.CallOption) ([]string, []string, error) {
+		resp, err := v.ref.store.LabelNames(ctx, req, opts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -310,8 +317,8 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.L
 	if q.f.dedup(ctx) {
 		req.WithoutReplicaLabels = q.f.opts.ReplicaLabels
 	}
-	return q.labelCall(ctx, "label_values", ms, hints, func(ctx context.Context, v storeView) ([]string, []string, error) {
-		resp, err := v.ref.store.LabelValues(ctx, req)
+	return q.labelCall(ctx, "label_values", ms, hints, labelCacheKey('v', req), func(ctx context.Context, v storeView, opts ...grpc.CallOption) ([]string, []string, error) {
+		resp, err := v.ref.store.LabelValues(ctx, req, opts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -326,10 +333,22 @@ func labelLimit(hints *storage.LabelHints) int64 {
 	return int64(hints.Limit)
 }
 
+// labelCacheKey identifies a label request in the stores' label caches: the request itself, as
+// sent. Empty (no caching) if it cannot be marshalled.
+func labelCacheKey(kind byte, req interface{ Marshal() ([]byte, error) }) string {
+	b, err := req.Marshal()
+	if err != nil {
+		return ""
+	}
+	return string(kind) + string(b)
+}
+
 // labelCall runs call on every store that can match, concurrently, each under the store
 // response timeout, and merges the sorted answers. Failures follow the partial-response policy.
-func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Matcher, hints *storage.LabelHints,
-	call func(context.Context, storeView) (values, warnings []string, err error),
+// A store whose answer to the same request (key) is cached at its current label index version
+// is not called: the cached answer is used.
+func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Matcher, hints *storage.LabelHints, key string,
+	call func(context.Context, storeView, ...grpc.CallOption) (values, warnings []string, err error),
 ) ([]string, annotations.Annotations, error) {
 	stores, err := q.f.pick(q.mint, q.maxt, ms)
 	if err != nil {
@@ -344,6 +363,14 @@ func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Mat
 	results := make([]result, len(stores))
 	var wg sync.WaitGroup
 	for i, v := range stores {
+		if values, ok := v.ref.cachedLabels(key); ok {
+			results[i].values = values
+			q.f.metrics.labelCache.WithLabelValues(method, "hit").Inc()
+			continue
+		}
+		if v.ref.watcher != nil {
+			q.f.metrics.labelCache.WithLabelValues(method, "miss").Inc()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -357,7 +384,11 @@ func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Mat
 			if v.ref.dialErr != nil {
 				r.err = v.ref.dialErr
 			} else {
-				r.values, r.warnings, r.err = call(cctx, v)
+				var header metadata.MD
+				r.values, r.warnings, r.err = call(cctx, v, grpc.Header(&header))
+				if r.err == nil && len(r.warnings) == 0 {
+					v.ref.keepLabels(key, header, r.values)
+				}
 			}
 			q.f.metrics.duration.WithLabelValues(v.ref.addr, method).Observe(time.Since(start).Seconds())
 			if r.err != nil && ctx.Err() == nil {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	_ "github.com/meridian-obs/meridian/internal/buildtag"
+	"github.com/meridian-obs/meridian/internal/labelindex"
 )
 
 // StoreSetOptions configures the store endpoints and how they are watched.
@@ -43,6 +44,10 @@ type StoreSetOptions struct {
 	FileSDInterval time.Duration
 	// RegionLabel is the label that names a store's region in StoreStatus; default "region".
 	RegionLabel string
+	// LabelCache follows the label index version of stores that publish one (Meridian ingest,
+	// see package labelindex), so that the fan-out answers label calls to them from the answers
+	// it already has while their version holds. Other stores are asked every time.
+	LabelCache bool
 }
 
 // StoreStatus is what the store set knows about one store, for GET /api/v1/stores and readiness.
@@ -71,8 +76,9 @@ type StoreSet struct {
 
 	discMu sync.Mutex // serialises discovery updates and syncs
 
-	mu     sync.RWMutex
-	stores map[string]*storeRef
+	mu       sync.RWMutex
+	stores   map[string]*storeRef
+	watchCtx context.Context // Run's context, once Run has started: label version watchers run under it
 }
 
 type storeSetMetrics struct {
@@ -162,6 +168,12 @@ func NewStoreSet(logger *slog.Logger, reg prometheus.Registerer, opts StoreSetOp
 // discovery and probes has completed. Connections are closed when Run returns.
 func (s *StoreSet) Run(ctx context.Context) error {
 	defer s.closeAll()
+	s.mu.Lock()
+	s.watchCtx = ctx
+	for _, ref := range s.stores {
+		ref.startWatch(ctx)
+	}
+	s.mu.Unlock()
 
 	s.refresh(ctx, true, true)
 	s.probe(ctx)
@@ -248,6 +260,9 @@ func (s *StoreSet) syncStores(targets []target) {
 			ref.status = StoreStatus{Address: addr, LastError: err.Error(), MinTime: minTime, MaxTime: maxTime}
 		}
 		s.stores[addr] = ref
+		if s.watchCtx != nil {
+			ref.startWatch(s.watchCtx)
+		}
 		added = append(added, ref)
 	}
 	s.mu.Unlock()
@@ -256,6 +271,7 @@ func (s *StoreSet) syncStores(targets []target) {
 		s.logger.Info("store removed from the store set", "store", ref.addr)
 		s.metrics.up.DeleteLabelValues(ref.addr)
 		s.metrics.probeErrors.DeleteLabelValues(ref.addr)
+		ref.stopWatch()
 		if ref.conn != nil {
 			_ = ref.conn.Close()
 		}
@@ -287,6 +303,9 @@ func (s *StoreSet) newStoreRef(t target) (*storeRef, error) {
 	ref.conn = conn
 	ref.store = storepb.NewStoreClient(conn)
 	ref.info = infopb.NewInfoClient(conn)
+	if s.opts.LabelCache {
+		ref.watcher = labelindex.NewWatcher(conn, labelindex.WatcherOptions{})
+	}
 	return ref, nil
 }
 
@@ -362,6 +381,10 @@ type storeRef struct {
 	store   storepb.StoreClient
 	info    infopb.InfoClient
 	dialErr error // set when the store cannot be dialled at all (e.g. unresolvable name)
+
+	watcher     *labelindex.Watcher // nil without the label cache
+	cancelWatch context.CancelFunc  // stops the watcher; set under StoreSet.mu
+	labels      labelCache
 
 	mu                    sync.RWMutex
 	sdLabels              labels.Labels // labels from file SD, to name the region before Info answers

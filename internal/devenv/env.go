@@ -267,7 +267,7 @@ func (e *Env) buildQuerier(reg *prometheus.Registry, sloCfg *slo.Config, slos []
 		Logger:     e.logger.With("component", "query"),
 		Registerer: reg,
 		Gatherer:   reg,
-		StoreSet:   query.StoreSetOptions{SDFiles: []string{sdFile}, ProbeInterval: e.cfg.ProbeInterval},
+		StoreSet:   query.StoreSetOptions{SDFiles: []string{sdFile}, ProbeInterval: e.cfg.ProbeInterval, LabelCache: true},
 		Fanout: query.FanoutOptions{
 			ReplicaLabels:        []string{ReplicaLabel},
 			StoreResponseTimeout: e.cfg.StoreResponseTimeout,

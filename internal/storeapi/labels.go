@@ -9,8 +9,12 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/meridian-obs/meridian/internal/labelindex"
 )
 
 // LabelNames returns the label names of the series matching the request in its time range:
@@ -26,6 +30,8 @@ func (s *Server) LabelNames(ctx context.Context, r *storepb.LabelNamesRequest) (
 	if err != nil {
 		return nil, err
 	}
+	// Names come from the index alone: the answer holds as long as the index version.
+	s.sendLabelVersion(ctx, r.Start, r.End)
 	if !ok {
 		return &storepb.LabelNamesResponse{}, nil
 	}
@@ -76,6 +82,12 @@ func (s *Server) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest)
 	if err != nil {
 		return nil, err
 	}
+	ext := s.extLabels.Get(r.Label)
+	if ext == "" {
+		// Values of a stored label come from the index alone; whether an external label has a
+		// value depends on samples in the range, which appends change without a new version.
+		s.sendLabelVersion(ctx, r.Start, r.End)
+	}
 	if !ok || slices.Contains(r.WithoutReplicaLabels, r.Label) {
 		return &storepb.LabelValuesResponse{}, nil
 	}
@@ -85,7 +97,7 @@ func (s *Server) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest)
 	}
 	defer s.closeQuerier(methodLabelValues, q)
 
-	if ext := s.extLabels.Get(r.Label); ext != "" {
+	if ext != "" {
 		if len(matchers) == 0 {
 			matchers = []*labels.Matcher{matchAll}
 		}
@@ -114,4 +126,16 @@ func (s *Server) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest)
 		out = out[:r.Limit]
 	}
 	return &storepb.LabelValuesResponse{Values: out, Warnings: warningStrings(warns)}, nil
+}
+
+// sendLabelVersion sends the label index version with the answer when the store versions its
+// index. It must run before the storage is read: a change made after that moves the version on.
+func (s *Server) sendLabelVersion(ctx context.Context, mint, maxt int64) {
+	if s.labelVersion == nil {
+		return
+	}
+	if tok, ok := s.labelVersion(mint, maxt); ok {
+		// Fails only outside a gRPC call (the server used in-process), where there is no header.
+		_ = grpc.SetHeader(ctx, metadata.Pairs(labelindex.HeaderKey, tok))
+	}
 }

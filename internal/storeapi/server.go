@@ -65,6 +65,11 @@ type Options struct {
 	// is sent as consecutive frames with the same labels, as the StoreAPI allows. Zero means
 	// DefaultMaxFrameBytes; negative means one frame per series whatever its size.
 	MaxFrameBytes int
+	// LabelVersion, when set, returns the version token of the label index (see package
+	// labelindex) for a label request over [mint, maxt], and whether the answer stays right until
+	// the token changes. It is called before the storage is read, and the token is sent with the
+	// answer, so that a querier may keep the answer for as long as the token is current.
+	LabelVersion func(mint, maxt int64) (token string, ok bool)
 	// Logger receives storage errors; nil discards them.
 	Logger *slog.Logger
 	// Registerer, when set, receives the server's metrics.
@@ -83,6 +88,7 @@ type Server struct {
 	timeRange      func() (int64, int64)
 	componentType  string
 	requestContext func(context.Context, bool) context.Context
+	labelVersion   func(int64, int64) (string, bool)
 	maxFrameBytes  int
 	logger         *slog.Logger
 	metrics        *metrics
@@ -114,6 +120,7 @@ func NewServer(q storage.ChunkQueryable, opts Options) (*Server, error) {
 		timeRange:      opts.TimeRange,
 		componentType:  opts.ComponentType,
 		requestContext: opts.RequestContext,
+		labelVersion:   opts.LabelVersion,
 		maxFrameBytes:  opts.MaxFrameBytes,
 		logger:         opts.Logger,
 		shardBuffers: sync.Pool{New: func() any {
