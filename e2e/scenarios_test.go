@@ -172,6 +172,17 @@ func testGlobalQueryEqualsUnion(t *testing.T, env *coreEnv) {
 // naming the slow one.
 func testSlowRegion(t *testing.T, env *coreEnv) {
 	slow := env.region(t, "us-east-1")
+	// Label values of a stored label, asked until the querier's label cache answers them.
+	hits := func() float64 {
+		return counterSums(t, "http://"+env.querier.httpAddr+"/metrics", "meridian_query_label_cache_requests_total", "result")["hit"]
+	}
+	before := hits()
+	require.Eventually(t, func() bool {
+		lv := callAPI(t, env.querier.httpAddr, "/api/v1/label/handler/values", nil)
+		require.Equal(t, http.StatusOK, lv.Code, lv.Raw)
+		require.Empty(t, lv.Body.Warnings, lv.Raw)
+		return hits() > before
+	}, 10*time.Second, 50*time.Millisecond, "label values never answered from the cache")
 	slow.proxy.SetDelay(5 * time.Second)
 	defer func() {
 		slow.proxy.SetDelay(0)
@@ -197,10 +208,13 @@ func testSlowRegion(t *testing.T, env *coreEnv) {
 	require.Equal(t, http.StatusOK, rng.Code, rng.Raw)
 	require.LessOrEqual(t, rng.Elapsed, limit)
 	require.NotEmpty(t, warningFor(rng.Body.Warnings, slow.name), rng.Raw)
-	lv := callAPI(t, env.querier.httpAddr, "/api/v1/label/region/values", nil)
-	require.Equal(t, http.StatusOK, lv.Code, lv.Raw)
-	require.LessOrEqual(t, lv.Elapsed, limit)
-	require.NotEmpty(t, warningFor(lv.Body.Warnings, slow.name), lv.Raw)
+	// The label cache does not answer for a region that stopped answering its pings.
+	for _, name := range []string{"region", "handler"} {
+		lv := callAPI(t, env.querier.httpAddr, "/api/v1/label/"+name+"/values", nil)
+		require.Equal(t, http.StatusOK, lv.Code, lv.Raw)
+		require.LessOrEqual(t, lv.Elapsed, limit)
+		require.NotEmpty(t, warningFor(lv.Body.Warnings, slow.name), "label %s: %s", name, lv.Raw)
+	}
 }
 
 // testKilledRegion: with one region's ingest stopped, answers name it in a warning within the
@@ -228,6 +242,11 @@ func testKilledRegion(t *testing.T, env *coreEnv) {
 		require.NotEqual(t, http.StatusOK, strict.Code, strict.Raw)
 		require.Equal(t, "error", strict.Body.Status)
 		require.Contains(t, strict.Body.Error, fmt.Sprintf("region %q", dead.name))
+
+		// Nor does the label cache answer for it.
+		lv := callAPI(t, env.querier.httpAddr, "/api/v1/label/handler/values", nil)
+		require.Equal(t, http.StatusOK, lv.Code, lv.Raw)
+		require.NotEmpty(t, warningFor(lv.Body.Warnings, dead.name), "%s after the kill: %s", after, lv.Raw)
 	}
 
 	dead.restartIngest(t, env.owner)

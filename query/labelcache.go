@@ -48,11 +48,24 @@ func (r *storeRef) cachedLabels(key string) ([]string, bool) {
 	if r.watcher == nil || key == "" {
 		return nil, false
 	}
-	current := r.watcher.Current()
+	return r.labels.get(key, r.watcher.Current())
+}
+
+// keepLabels keeps an answer the store sent with its label index version (in header).
+func (r *storeRef) keepLabels(key string, header metadata.MD, values []string) {
+	if r.watcher == nil || key == "" {
+		return
+	}
+	if v := header.Get(labelindex.HeaderKey); len(v) == 1 {
+		r.labels.put(key, v[0], values)
+	}
+}
+
+// get returns the answer kept for key if it was read at version current.
+func (c *labelCache) get(key, current string) ([]string, bool) {
 	if current == "" {
 		return nil, false
 	}
-	c := &r.labels
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.version != current {
@@ -62,24 +75,20 @@ func (r *storeRef) cachedLabels(key string) ([]string, bool) {
 	return values, ok
 }
 
-// keepLabels keeps an answer the store sent with its label index version (in header). Answers
-// of an older version are dropped, whichever comes first: the cache only serves the current one.
-func (r *storeRef) keepLabels(key string, header metadata.MD, values []string) {
-	if r.watcher == nil || key == "" {
+// put keeps the answer to key read at version. Answers of another version are dropped,
+// whichever is newer: the cache serves one version, and a dropped answer is only asked again.
+func (c *labelCache) put(key, version string, values []string) {
+	if version == "" {
 		return
 	}
-	v := header.Get(labelindex.HeaderKey)
-	if len(v) != 1 || v[0] == "" {
-		return
-	}
-	c := &r.labels
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[key]; ok && c.version == v[0] {
+	if old, ok := c.entries[key]; ok && c.version == version {
+		delete(c.entries, key)
 		c.values -= len(old)
 	}
-	if c.version != v[0] || len(c.entries) >= maxLabelCacheEntries || c.values+len(values) > maxLabelCacheValues {
-		c.version, c.entries, c.values = v[0], map[string][]string{}, 0
+	if c.version != version || len(c.entries) >= maxLabelCacheEntries || c.values+len(values) > maxLabelCacheValues {
+		c.version, c.entries, c.values = version, map[string][]string{}, 0
 	}
 	if len(values) > maxLabelCacheValues {
 		return
