@@ -86,6 +86,9 @@ func benchQuery(b *testing.B, table *benchTable) {
 	b.Logf("query data set: %d series x %d samples loaded into 3 ingest nodes and Prometheus in %s",
 		len(series), steps, time.Since(began).Round(time.Second))
 	querier := startQuerier(b, stores, queryStoreTimeout)
+	// The same querier without its label cache, for information: every label call goes to the
+	// stores, as in Thanos Query.
+	uncached := startQuerier(b, stores, queryStoreTimeout, "--no-query.label-cache")
 
 	cases := queryCases(end)
 	systems := []*benchSystem{{name: "meridian", addr: querier.httpAddr}, {name: "prometheus", addr: promAddr}}
@@ -98,6 +101,7 @@ func benchQuery(b *testing.B, table *benchTable) {
 	// (label values measured 0.65x Prometheus that way, 2.2x in a round of two).
 	type pair struct{ mer, ref *benchSystem }
 	var rounds []pair
+	var noCache pair
 	for b.Loop() {
 		rounds = rounds[:0]
 		for _, ref := range systems[1:] {
@@ -105,14 +109,19 @@ func benchQuery(b *testing.B, table *benchTable) {
 			benchRound(b, cases, []*benchSystem{mer, ref})
 			rounds = append(rounds, pair{mer, ref})
 		}
+		noCache = pair{&benchSystem{name: "meridian", addr: uncached.httpAddr}, &benchSystem{name: "prometheus", addr: promAddr}}
+		benchRound(b, cases, []*benchSystem{noCache.mer, noCache.ref})
 	}
 
 	// Where the querier's time goes, to explain a slow row: the querier's HTTP handlers, its
 	// calls to the stores, and one store serving them (means over every call, warm-ups included).
 	b.Logf("querier HTTP handler means: %v", histogramMeans(b, "http://"+querier.httpAddr+"/metrics", "meridian_query_http_request_duration_seconds", "handler"))
+	b.Logf("querier label cache: %v", counterSums(b, "http://"+querier.httpAddr+"/metrics", "meridian_query_label_cache_requests_total", "method", "result"))
 	for _, method := range []string{"label_values", "label_names"} {
-		b.Logf("querier %s store-call means: %v", method,
+		b.Logf("querier %s store-call means (cache misses): %v", method,
 			histogramMeans(b, "http://"+querier.httpAddr+"/metrics", "meridian_query_store_request_duration_seconds", "store", "method", method))
+		b.Logf("querier without label cache: %s store-call means: %v", method,
+			histogramMeans(b, "http://"+uncached.httpAddr+"/metrics", "meridian_query_store_request_duration_seconds", "store", "method", method))
 	}
 	b.Logf("direct gRPC LabelValues(handler) round trip from this process to store %s: p50 %s", benchRegions[0],
 		storeRoundTrip(b, stores[0], "handler", 20))
@@ -148,8 +157,23 @@ func benchQuery(b *testing.B, table *benchTable) {
 			})
 		}
 	}
-	for _, r := range rounds {
-		benchLabelsAlone(b, table, cases, r.mer, r.ref)
+	for i, qc := range cases {
+		if qc.class != "labels" {
+			continue
+		}
+		mer, ref := noCache.mer, noCache.ref
+		mp50, pp50 := percentile(mer.took[i], 50), percentile(ref.took[i], 50)
+		if mer.count[i] != ref.count[i] {
+			b.Errorf("%s without label cache: meridian answered %d values, prometheus %d", qc.name, mer.count[i], ref.count[i])
+		}
+		table.add(benchRow{
+			name:      fmt.Sprintf("query %s, --no-query.label-cache: %s", qc.class, qc.name),
+			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(mer.took[i], 99)))),
+			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(ref.took[i], 99)))),
+			ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(pp50)),
+			target:    "-",
+			result:    "info",
+		})
 	}
 }
 
@@ -178,36 +202,6 @@ func benchRound(b *testing.B, cases []benchQueryCase, systems []*benchSystem) {
 	}
 }
 
-// benchLabelsAlone measures each label call again, for information, as a benchmark of that call
-// alone would: the call is repeated with nothing else in between, the systems taking turns call by
-// call. In the main loop a label call comes right after the histogram_quantile query of one
-// system or the other, and on a 2-core machine every process the call then crosses (four for a
-// querier: itself and three stores; one for Prometheus) spends several times its usual CPU on it,
-// cold caches we believe. What the rows show also depends on what ran before them (see README).
-// The targets are on the main loop's rows.
-func benchLabelsAlone(b *testing.B, table *benchTable, cases []benchQueryCase, mer, ref *benchSystem) {
-	for _, qc := range cases {
-		if qc.class != "labels" {
-			continue
-		}
-		m, r := &benchSystem{name: mer.name, addr: mer.addr}, &benchSystem{name: ref.name, addr: ref.addr}
-		benchRound(b, []benchQueryCase{qc}, []*benchSystem{m, r})
-		mp50, rp50 := percentile(m.took[0], 50), percentile(r.took[0], 50)
-		name := fmt.Sprintf("query %s, one call repeated alone: %s", qc.class, qc.name)
-		if ref.name == "thanos" {
-			name += ", vs Thanos Query"
-		}
-		table.add(benchRow{
-			name:      name,
-			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(m.took[0], 99)))),
-			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(rp50)), formatMs(ms(percentile(r.took[0], 99)))),
-			ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(rp50)),
-			target:    "-",
-			result:    "info",
-		})
-	}
-}
-
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // startRegionNodes starts one `meridian ingest` per region and returns where to write to them
@@ -230,12 +224,13 @@ type querierProcess struct {
 	httpAddr string
 }
 
-// startQuerier runs `meridian query` over endpoints and waits until every store is healthy.
-func startQuerier(t testing.TB, endpoints []string, storeTimeout time.Duration) *querierProcess {
+// startQuerier runs `meridian query` over endpoints, with further flags, and waits until every store is healthy.
+func startQuerier(t testing.TB, endpoints []string, storeTimeout time.Duration, flags ...string) *querierProcess {
 	t.Helper()
 	q := &querierProcess{httpAddr: freeAddr(t)}
 	args := []string{"query", "--http-address", q.httpAddr, "--grpc-address", freeAddr(t),
 		"--store.response-timeout", storeTimeout.String(), "--endpoint.probe-interval", "1s"}
+	args = append(args, flags...)
 	for _, e := range endpoints {
 		args = append(args, "--endpoint", e)
 	}

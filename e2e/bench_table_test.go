@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -168,13 +169,7 @@ func procStatusBytes(t testing.TB, p *process, field string) float64 {
 // format), whatever its labels.
 func scrapeMetrics(t testing.TB, url string, names ...string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, url)
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	require.NoError(t, err, "parse %s", url)
+	families := metricFamilies(t, url)
 	out := map[string]float64{}
 	for _, name := range names {
 		mf, ok := families[name]
@@ -198,12 +193,7 @@ func scrapeMetrics(t testing.TB, url string, names ...string) map[string]float64
 // label.
 func histogramMeans(t testing.TB, url, name, label string, where ...string) map[string]time.Duration {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	require.NoError(t, err, "parse %s", url)
+	families := metricFamilies(t, url)
 	out := map[string]time.Duration{}
 	for _, m := range families[name].GetMetric() {
 		h := m.GetHistogram()
@@ -221,6 +211,39 @@ func histogramMeans(t testing.TB, url, name, label string, where ...string) map[
 		if matches {
 			out[got[label]] = time.Duration(h.GetSampleSum() / float64(h.GetSampleCount()) * float64(time.Second)).Round(10 * time.Microsecond)
 		}
+	}
+	return out
+}
+
+// metricFamilies reads a /metrics page in the text format.
+func metricFamilies(t testing.TB, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, url)
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err, "parse %s", url)
+	return families
+}
+
+// counterSums reads the counters called name from a /metrics page and sums them by the values of
+// labels, joined with "/".
+func counterSums(t testing.TB, url, name string, labels ...string) map[string]float64 {
+	t.Helper()
+	families := metricFamilies(t, url)
+	out := map[string]float64{}
+	for _, m := range families[name].GetMetric() {
+		got := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			got[lp.GetName()] = lp.GetValue()
+		}
+		key := make([]string, len(labels))
+		for i, l := range labels {
+			key[i] = got[l]
+		}
+		out[strings.Join(key, "/")] += m.GetCounter().GetValue()
 	}
 	return out
 }
