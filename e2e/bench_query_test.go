@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -71,6 +72,9 @@ type benchSystem struct {
 	count      []int             // by case: series or values in the last answer
 }
 
+// benchPair is a round of meridian query against one reference system.
+type benchPair struct{ mer, ref *benchSystem }
+
 func benchQuery(b *testing.B, table *benchTable) {
 	series := httpSeries([]int{0, 1, 2}, queryInstances, queryHandlers)
 	steps := int(queryHistory / benchScrapeInterval)
@@ -99,18 +103,19 @@ func benchQuery(b *testing.B, table *benchTable) {
 	// systems taking turns. In one round of three, meridian query and Thanos Query would keep
 	// each other's stores awake while Prometheus slept, which favours the queriers on cheap calls
 	// (label values measured 0.65x Prometheus that way, 2.2x in a round of two).
-	type pair struct{ mer, ref *benchSystem }
-	var rounds []pair
-	var noCache pair
+	var rounds []benchPair
+	var noCache, churned benchPair
+	var churnHits map[string]float64
 	for b.Loop() {
 		rounds = rounds[:0]
 		for _, ref := range systems[1:] {
 			mer := &benchSystem{name: systems[0].name, addr: systems[0].addr}
 			benchRound(b, cases, []*benchSystem{mer, ref})
-			rounds = append(rounds, pair{mer, ref})
+			rounds = append(rounds, benchPair{mer, ref})
 		}
-		noCache = pair{&benchSystem{name: "meridian", addr: uncached.httpAddr}, &benchSystem{name: "prometheus", addr: promAddr}}
+		noCache = benchPair{&benchSystem{name: "meridian", addr: uncached.httpAddr}, &benchSystem{name: "prometheus", addr: promAddr}}
 		benchRound(b, cases, []*benchSystem{noCache.mer, noCache.ref})
+		churned, churnHits = benchChurnRound(b, targets, cases, querier.httpAddr, promAddr)
 	}
 
 	// Where the querier's time goes, to explain a slow row: the querier's HTTP handlers, its
@@ -157,24 +162,65 @@ func benchQuery(b *testing.B, table *benchTable) {
 			})
 		}
 	}
-	for i, qc := range cases {
-		if qc.class != "labels" {
-			continue
+	b.Logf("querier label cache during the churn round: %v", churnHits)
+	for _, info := range []struct {
+		what string
+		p    benchPair
+	}{{"--no-query.label-cache", noCache}, {fmt.Sprintf("a new series per store every %s", churnInterval), churned}} {
+		for i, qc := range cases {
+			if qc.class != "labels" {
+				continue
+			}
+			mer, ref := info.p.mer, info.p.ref
+			mp50, pp50 := percentile(mer.took[i], 50), percentile(ref.took[i], 50)
+			if mer.count[i] != ref.count[i] {
+				b.Errorf("%s, %s: meridian answered %d values, prometheus %d", qc.name, info.what, mer.count[i], ref.count[i])
+			}
+			table.add(benchRow{
+				name:      fmt.Sprintf("query %s, %s: %s", qc.class, info.what, qc.name),
+				meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(mer.took[i], 99)))),
+				reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(ref.took[i], 99)))),
+				ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(pp50)),
+				target:    "-",
+				result:    "info",
+			})
 		}
-		mer, ref := noCache.mer, noCache.ref
-		mp50, pp50 := percentile(mer.took[i], 50), percentile(ref.took[i], 50)
-		if mer.count[i] != ref.count[i] {
-			b.Errorf("%s without label cache: meridian answered %d values, prometheus %d", qc.name, mer.count[i], ref.count[i])
-		}
-		table.add(benchRow{
-			name:      fmt.Sprintf("query %s, --no-query.label-cache: %s", qc.class, qc.name),
-			meridian:  fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(mp50)), formatMs(ms(percentile(mer.took[i], 99)))),
-			reference: fmt.Sprintf("p50 %s, p99 %s", formatMs(ms(pp50)), formatMs(ms(percentile(ref.took[i], 99)))),
-			ratio:     fmt.Sprintf("%.2fx", ms(mp50)/ms(pp50)),
-			target:    "-",
-			result:    "info",
-		})
 	}
+}
+
+// churnInterval is how often benchChurnRound gives every store a new series: about what a
+// Kubernetes region with pods restarting and rolling out makes, where every remote-write batch
+// brings some new series.
+const churnInterval = time.Second
+
+// benchChurnRound is a round of meridian query (with its label cache) and Prometheus while every
+// store, and Prometheus, receive a new series every churnInterval. Each new series moves its
+// store's label index version, so label answers are reused only between two of them. It returns
+// the round and the querier's label cache hits and misses during it.
+func benchChurnRound(b *testing.B, targets loadTargets, cases []benchQueryCase, merAddr, promAddr string) (benchPair, map[string]float64) {
+	round := benchPair{&benchSystem{name: "meridian", addr: merAddr}, &benchSystem{name: "prometheus", addr: promAddr}}
+	metrics := "http://" + merAddr + "/metrics"
+	before := counterSums(b, metrics, "meridian_query_label_cache_requests_total", "result")
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := targets.churn(ctx, churnInterval)
+		done <- result{n, err}
+	}()
+	benchRound(b, cases, []*benchSystem{round.mer, round.ref})
+	cancel()
+	res := <-done
+	require.True(b, res.err == nil || errors.Is(res.err, context.Canceled), "churn: %v", res.err)
+	after := counterSums(b, metrics, "meridian_query_label_cache_requests_total", "result")
+	hits := map[string]float64{"new series per store": float64(res.n)}
+	for k, v := range after {
+		hits[k] = v - before[k]
+	}
+	return round, hits
 }
 
 // benchRound calls every case on every system, queryWarmups+queryRepetitions times, the systems

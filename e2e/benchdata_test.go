@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -263,4 +264,33 @@ func (lt loadTargets) load(ctx context.Context, series []benchSeries, sendersPer
 		}
 		return postWrite(ctx, lt.prometheusURL, wb.encode(true))
 	})
+}
+
+// churn writes one new series, bench_churn_total{series="<n>"} with one sample at the current
+// time, to every region's node and to Prometheus, every interval until ctx is done, as pods
+// coming and going make new series. It returns how many series it wrote per region and the
+// first error.
+func (lt loadTargets) churn(ctx context.Context, interval time.Duration) (int, error) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		for region, url := range lt.ingestURLs {
+			s := newBenchSeries(region, 1, 0, "__name__", "bench_churn_total", "series", strconv.Itoa(n))
+			batch := writeBatch{series: []*benchSeries{&s}, start: time.Now().UnixMilli(), from: 0, to: 1}
+			if err := postWrite(ctx, url, batch.encode(false)); err != nil {
+				return n, err
+			}
+			if lt.prometheusURL == "" {
+				continue
+			}
+			if err := postWrite(ctx, lt.prometheusURL, batch.encode(true)); err != nil {
+				return n, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return n + 1, nil
+		case <-tick.C:
+		}
+	}
 }
