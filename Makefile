@@ -61,7 +61,7 @@ run: build
 
 # bench runs meridian side by side with Debian's Prometheus (ingest, query latency, a slow region,
 # querier memory) and with Thanos Query on the same stores (query latency) on this machine, and
-# prints one table at the end; it takes about 7 minutes on 2 cores.
+# prints one table at the end; it takes about 11 minutes on 2 cores.
 bench: deps build thanos
 	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/...
 

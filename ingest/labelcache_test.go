@@ -48,8 +48,9 @@ func storeCalls(t *testing.T, reg prometheus.Gatherer, method string) float64 {
 
 // TestQuerierLabelCacheOverIngestNodes runs a querier's fan-out with its label cache over two
 // real ingest nodes on loopback: answers are reused while a node's label index is unchanged, a
-// write that creates a series is seen by the next call after its acknowledgement reached the
-// querier, and a node that stops is reported missing, not answered for from the cache.
+// write that creates a series is seen by the next call after the node's change reached the
+// querier, answers for one metric outlive new series of others, and a node that stops is
+// reported missing, not answered for from the cache.
 func TestQuerierLabelCacheOverIngestNodes(t *testing.T) {
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a, _ := runNode(t, testConfig(t), regA)
@@ -88,12 +89,12 @@ func TestQuerierLabelCacheOverIngestNodes(t *testing.T) {
 	hits := func() float64 {
 		return counterValue(t, reg, "meridian_query_label_cache_requests_total", map[string]string{"method": "label_values", "result": "hit"})
 	}
-	values := func(name string) ([]string, annotations.Annotations) {
+	values := func(name string, ms ...*labels.Matcher) ([]string, annotations.Annotations) {
 		t.Helper()
 		q, err := f.Querier(math.MinInt64, math.MaxInt64)
 		require.NoError(t, err)
 		defer q.Close()
-		vs, ws, err := q.LabelValues(ctx, name, nil)
+		vs, ws, err := q.LabelValues(ctx, name, nil, ms...)
 		require.NoError(t, err)
 		return vs, ws
 	}
@@ -131,6 +132,25 @@ func TestQuerierLabelCacheOverIngestNodes(t *testing.T) {
 	write(a, "/a", now+2000)
 	require.Equal(t, []string{"/a", "/a2", "/b"}, handlers())
 	require.Equal(t, callsA, storeCalls(t, regA, "LabelValues"), "node a called after a sample of an existing series")
+
+	// Values for one metric (what Grafana's label_values(metric, label) asks) hold while other
+	// metrics gain series; values for any series do not.
+	requests := labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "http_requests_total")
+	for range 2 {
+		vs, ws := values("handler", requests)
+		require.Empty(t, ws)
+		require.Equal(t, []string{"/a", "/a2", "/b"}, vs)
+	}
+	callsA = storeCalls(t, regA, "LabelValues")
+	code, msg := post(t, a.Handler(), rw1ContentType, rw1(t, series{labels: lbls("__name__", "kube_pod_info", "pod", "p1"), samples: samplesAt(now, 1, 1)}))
+	require.Equal(t, http.StatusNoContent, code, msg)
+	vs, _ := values("handler", requests)
+	require.Equal(t, []string{"/a", "/a2", "/b"}, vs)
+	require.Equal(t, callsA, storeCalls(t, regA, "LabelValues"), "node a called for a metric that gained no series")
+	require.Eventually(t, func() bool {
+		require.Equal(t, []string{"/a", "/a2", "/b"}, handlers())
+		return storeCalls(t, regA, "LabelValues") > callsA
+	}, time.Second, time.Millisecond, "values for any series were answered from the cache after a new series")
 
 	// Whether a node has a value of an external label depends on its samples in the range,
 	// which the version does not follow: those calls always go to the nodes.

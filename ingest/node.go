@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/compression"
@@ -240,28 +244,77 @@ type nodeAppendable struct{ n *Node }
 
 func (a nodeAppendable) Appender(ctx context.Context) storage.Appender {
 	db := a.n.db.Load()
-	return &versioningAppender{Appender: db.Appender(ctx), db: db, labels: a.n.labels, series: db.Head().NumSeries()}
+	return &versioningAppender{Appender: db.Appender(ctx), head: db.Head(), labels: a.n.labels}
 }
 
-// versioningAppender moves the label index version after a commit that created series, before
-// the write is acknowledged: a querier told of the new version stops using answers that miss
-// them. Whether the version had already moved does not matter: it could have moved before the
-// new series were indexed.
+// versioningAppender tells the label index tracker which metrics gained series, once the write
+// is committed (or rolled back: created series stay) and before it is acknowledged, so that a
+// querier stops using the answers that miss them. A series is new when the head counts more
+// series after its append than before; a concurrent write's new series may be counted for this
+// one's metric too, which only retires a few more answers.
 type versioningAppender struct {
 	storage.Appender
-	db     *tsdb.DB
-	labels *labelindex.Tracker
-	series uint64 // head series when the appender was made
+	head    *tsdb.Head
+	labels  *labelindex.Tracker
+	created map[string]struct{} // metric names of the series created
+}
+
+func (a *versioningAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+	before := a.head.NumSeries()
+	ref, err := a.Appender.Append(ref, l, t, v)
+	a.noteCreated(before, l)
+	return ref, err
+}
+
+func (a *versioningAppender) AppendHistogram(ref storage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	before := a.head.NumSeries()
+	ref, err := a.Appender.AppendHistogram(ref, l, t, h, fh)
+	a.noteCreated(before, l)
+	return ref, err
+}
+
+func (a *versioningAppender) AppendSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64) (storage.SeriesRef, error) {
+	before := a.head.NumSeries()
+	ref, err := a.Appender.AppendSTZeroSample(ref, l, t, st)
+	a.noteCreated(before, l)
+	return ref, err
+}
+
+func (a *versioningAppender) AppendHistogramSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	before := a.head.NumSeries()
+	ref, err := a.Appender.AppendHistogramSTZeroSample(ref, l, t, st, h, fh)
+	a.noteCreated(before, l)
+	return ref, err
+}
+
+func (a *versioningAppender) noteCreated(before uint64, l labels.Labels) {
+	if a.head.NumSeries() <= before {
+		return
+	}
+	if a.created == nil {
+		a.created = map[string]struct{}{}
+	}
+	a.created[l.Get(labels.MetricName)] = struct{}{}
 }
 
 func (a *versioningAppender) Commit() error {
 	err := a.Appender.Commit()
-	if a.db.Head().NumSeries() != a.series {
-		a.labels.Force()
-	} else {
-		a.labels.Check() // out-of-order samples may have widened the head's out-of-order range
-	}
+	a.report()
 	return err
+}
+
+func (a *versioningAppender) Rollback() error {
+	err := a.Appender.Rollback()
+	a.report()
+	return err
+}
+
+func (a *versioningAppender) report() {
+	if len(a.created) > 0 {
+		a.labels.SeriesCreated(slices.Collect(maps.Keys(a.created)))
+		clear(a.created)
+	}
+	a.labels.Check() // out-of-order samples may have widened the head's out-of-order range
 }
 
 // errNotReady is what queries get while the WAL is being replayed.

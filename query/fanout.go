@@ -287,7 +287,7 @@ func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms 
 	if dedup {
 		req.WithoutReplicaLabels = q.f.opts.ReplicaLabels
 	}
-	names, ws, err := q.labelCall(ctx, "label_names", ms, hints, labelCacheKey('n', req), func(ctx context.Context, v storeView, opts ...grpc.CallOption) ([]string, []string, error) {
+	names, ws, err := q.labelCall(ctx, "label_names", ms, hints, newLabelKey('n', req, ms), func(ctx context.Context, v storeView, opts ...grpc.CallOption) ([]string, []string, error) {
 		resp, err := v.ref.store.LabelNames(ctx, req, opts...)
 		if err != nil {
 			return nil, nil, err
@@ -317,7 +317,7 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.L
 	if q.f.dedup(ctx) {
 		req.WithoutReplicaLabels = q.f.opts.ReplicaLabels
 	}
-	return q.labelCall(ctx, "label_values", ms, hints, labelCacheKey('v', req), func(ctx context.Context, v storeView, opts ...grpc.CallOption) ([]string, []string, error) {
+	return q.labelCall(ctx, "label_values", ms, hints, newLabelKey('v', req, ms), func(ctx context.Context, v storeView, opts ...grpc.CallOption) ([]string, []string, error) {
 		resp, err := v.ref.store.LabelValues(ctx, req, opts...)
 		if err != nil {
 			return nil, nil, err
@@ -333,21 +333,11 @@ func labelLimit(hints *storage.LabelHints) int64 {
 	return int64(hints.Limit)
 }
 
-// labelCacheKey identifies a label request in the stores' label caches: the request itself, as
-// sent. Empty (no caching) if it cannot be marshalled.
-func labelCacheKey(kind byte, req interface{ Marshal() ([]byte, error) }) string {
-	b, err := req.Marshal()
-	if err != nil {
-		return ""
-	}
-	return string(kind) + string(b)
-}
-
 // labelCall runs call on every store that can match, concurrently, each under the store
 // response timeout, and merges the sorted answers. Failures follow the partial-response policy.
-// A store whose answer to the same request (key) is cached at its current label index version
-// is not called: the cached answer is used.
-func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Matcher, hints *storage.LabelHints, key string,
+// A store whose cached answer to the same request (key) still holds is not called: the cached
+// answer is used.
+func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Matcher, hints *storage.LabelHints, key labelKey,
 	call func(context.Context, storeView, ...grpc.CallOption) (values, warnings []string, err error),
 ) ([]string, annotations.Annotations, error) {
 	stores, err := q.f.pick(q.mint, q.maxt, ms)

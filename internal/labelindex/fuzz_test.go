@@ -14,6 +14,7 @@ func FuzzDecodeWatchMessages(f *testing.F) {
 	f.Add([]byte{1<<3 | 2, 3, 'a', '.', '1', 2 << 3, 7})
 	f.Add([]byte{9 << 3, 5, 10<<3 | 2, 1, 'x'})
 	f.Add([]byte{1<<3 | 2, 9, 'a'})
+	f.Add([]byte{3 << 3, 40, 4<<3 | 2, 6, 1 << 3, 41, 2<<3 | 2, 2, 'u', 'p'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var resp watchResponse
 		if resp.Unmarshal(b) == nil {

@@ -2,6 +2,7 @@ package labelindex
 
 import (
 	"context"
+	"math"
 	"net"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ func appendSample(t *testing.T, db *tsdb.DB, ls labels.Labels, ts int64) {
 	require.NoError(t, app.Commit())
 }
 
-func TestTrackerMovesOnIndexChangesOnly(t *testing.T) {
+func TestTrackerNumbersChanges(t *testing.T) {
 	db := openDB(t)
 	open := false
 	tr := NewTracker(func() (State, bool) {
@@ -40,7 +41,11 @@ func TestTrackerMovesOnIndexChangesOnly(t *testing.T) {
 		return TSDBState(db), true
 	})
 	require.Empty(t, tr.Check(), "no token while the store cannot answer")
+	tr.SeriesCreated([]string{"up"})
+	require.Empty(t, tr.Check(), "nor after series it cannot serve yet")
 
+	// The head's first sample sets its time range: a structural change.
+	appendSample(t, db, labels.FromStrings("__name__", "first"), 500)
 	open = true
 	v1 := tr.Check()
 	require.NotEmpty(t, v1)
@@ -48,33 +53,59 @@ func TestTrackerMovesOnIndexChangesOnly(t *testing.T) {
 
 	a := labels.FromStrings("__name__", "up", "job", "a")
 	appendSample(t, db, a, 1000)
-	v2 := tr.Check()
-	require.NotEqual(t, v1, v2, "a new series moves the version")
-
 	appendSample(t, db, a, 2000)
-	require.Equal(t, v2, tr.Check(), "a sample of an existing series does not")
+	require.Equal(t, v1, tr.Check(), "new series are reported by the writer, samples change nothing")
+	tr.SeriesCreated([]string{"up"})
+	v2 := tr.Check()
+	require.NotEqual(t, v1, v2)
 
-	// A block cut from the head (as compaction does) changes the blocks, then truncating the head
-	// changes its range and removes series.
+	// A block cut from the head (as compaction does) is a structural change.
 	require.NoError(t, db.CompactHead(tsdb.NewRangeHead(db.Head(), 0, 2000)))
 	v3 := tr.Check()
 	require.NotEqual(t, v2, v3, "a new block moves the version")
+	require.NotEqual(t, v3, tr.Force(), "Force moves it whatever the state")
 
 	open = false
 	require.Empty(t, tr.Check(), "the token goes when the store cannot answer")
 	open = true
-	require.NotEqual(t, v3, tr.Check(), "and comes back as a new one")
-
-	v4 := tr.Check()
-	require.NotEqual(t, v4, tr.Force(), "Force moves the version whatever the state")
+	require.NotEmpty(t, tr.Check())
 
 	other := NewTracker(func() (State, bool) { return TSDBState(db), true })
-	require.NotEqual(t, tr.Check(), other.Check(), "a restarted store never repeats a token")
+	e1, _, _ := parseToken(tr.Check())
+	e2, _, _ := parseToken(other.Check())
+	require.NotEqual(t, e1, e2, "a restarted store never repeats a token")
+}
+
+func TestTrackerTellsStreamsWhatChanged(t *testing.T) {
+	tr := NewTracker(func() (State, bool) { return State{}, true })
+	tr.Check()
+	_, start, _, _, _ := tr.since(math.MaxUint64)
+
+	tr.SeriesCreated([]string{"a", "b"})
+	tr.SeriesCreated([]string{"c"})
+	_, seq, structural, created, _ := tr.since(start)
+	require.Equal(t, start+2, seq)
+	require.Less(t, structural, start+1)
+	require.Equal(t, []change{{start + 1, []string{"a", "b"}}, {start + 2, []string{"c"}}}, created)
+
+	tr.SeriesCreated([]string{"d"})
+	tr.Force()
+	tr.SeriesCreated([]string{"e"})
+	_, seq, structural, created, _ = tr.since(start + 2)
+	require.Equal(t, start+4, structural, "the structural change retires what came before it")
+	require.Equal(t, []change{{seq, []string{"e"}}}, created)
+
+	// A stream that fell behind the log is told of a structural change at the current number.
+	for range logSize + 1 {
+		tr.SeriesCreated([]string{"f"})
+	}
+	_, seq, structural, _, _ = tr.since(seq)
+	require.Equal(t, seq, structural)
 }
 
 func TestTrackerMovesOnceMoreAfterAChangeSettles(t *testing.T) {
 	var mu sync.Mutex
-	st := State{HeadSeries: 1}
+	st := State{HeadMinTime: 1}
 	tr := NewTracker(func() (State, bool) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -98,7 +129,7 @@ func TestTrackerMovesOnceMoreAfterAChangeSettles(t *testing.T) {
 	require.Equal(t, settled, tr.Check(), "no change, no move")
 
 	mu.Lock()
-	st.HeadSeries = 2
+	st.HeadMinTime = 2
 	mu.Unlock()
 	changed := tr.Check()
 	require.NotEqual(t, settled, changed)
@@ -141,22 +172,41 @@ func runWatcher(t *testing.T, conn *grpc.ClientConn, opts WatcherOptions) *Watch
 }
 
 func TestWatcherFollowsTheStore(t *testing.T) {
-	db := openDB(t)
-	tr := NewTracker(func() (State, bool) { return TSDBState(db), true })
+	tr := NewTracker(func() (State, bool) { return State{}, true })
 	v1 := tr.Check()
 	g, conn := serve(t, tr.Register)
 	// One ping at the start of the stream, none after: what arrives later is pushed.
 	w := runWatcher(t, conn, WatcherOptions{PingInterval: time.Hour, MaxSilence: 500 * time.Millisecond})
-
 	require.Eventually(t, func() bool { return w.Current() == v1 }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, w.Valid(v1, "", false))
+	require.True(t, w.Valid(v1, "up", true))
+	require.False(t, w.Valid("someone-else."+v1[len(v1)-1:], "up", true), "another epoch")
+	require.False(t, w.Valid("garbage", "up", true))
 
-	// A change is pushed at once.
-	appendSample(t, db, labels.FromStrings("__name__", "up", "job", "b"), 1000)
+	// New series of another metric: answers for "up" hold, the others do not.
+	tr.SeriesCreated([]string{"other"})
 	v2 := tr.Check()
 	require.Eventually(t, func() bool { return w.Current() == v2 }, time.Second, time.Millisecond)
+	require.True(t, w.Valid(v1, "up", true))
+	require.False(t, w.Valid(v1, "", false))
+	require.False(t, w.Valid(v1, "other", true))
+	require.True(t, w.Valid(v2, "", false))
+
+	// New series of "up": answers read before them no longer hold, those read after do.
+	tr.SeriesCreated([]string{"up"})
+	v3 := tr.Check()
+	require.Eventually(t, func() bool { return w.Current() == v3 }, time.Second, time.Millisecond)
+	require.False(t, w.Valid(v1, "up", true))
+	require.True(t, w.Valid(v3, "up", true))
+
+	// A structural change retires everything read before it.
+	v4 := tr.Force()
+	require.Eventually(t, func() bool { return w.Current() == v4 }, time.Second, time.Millisecond)
+	require.False(t, w.Valid(v3, "up", true))
+	require.True(t, w.Valid(v4, "up", true))
 
 	// A store that shuts down ends the stream, so that its graceful stop need not wait for the
-	// querier, and it has no current token any more.
+	// querier, and nothing it said holds any more.
 	tr.Shutdown()
 	stopped := make(chan struct{})
 	go func() {
@@ -168,7 +218,7 @@ func TestWatcherFollowsTheStore(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("graceful stop waited for the Watch stream")
 	}
-	require.Eventually(t, func() bool { return w.Current() == "" }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !w.Valid(v4, "up", true) }, time.Second, time.Millisecond)
 }
 
 // deafStore answers the first message of a Watch stream and then stops answering pings, as a
@@ -176,7 +226,7 @@ func TestWatcherFollowsTheStore(t *testing.T) {
 type deafStore struct{ token string }
 
 func (d deafStore) serveWatch(stream grpc.ServerStream) error {
-	if err := stream.SendMsg(&watchResponse{Version: d.token}); err != nil {
+	if err := stream.SendMsg(&watchResponse{Version: d.token, Structural: 1}); err != nil {
 		return err
 	}
 	for {
@@ -191,9 +241,9 @@ func TestWatcherDropsASilentStore(t *testing.T) {
 	_, conn := serve(t, func(g *grpc.Server) { g.RegisterService(&serviceDesc, deafStore{token: "e.1"}) })
 	w := runWatcher(t, conn, WatcherOptions{PingInterval: 10 * time.Millisecond, MaxSilence: 200 * time.Millisecond})
 
-	require.Eventually(t, func() bool { return w.Current() == "e.1" }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return w.Valid("e.1", "", false) }, 5*time.Second, time.Millisecond)
 	start := time.Now()
-	require.Eventually(t, func() bool { return w.Current() == "" }, 2*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !w.Valid("e.1", "", false) && w.Current() == "" }, 2*time.Second, time.Millisecond)
 	require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "the token held until the first unanswered ping was MaxSilence old")
 }
 
@@ -205,7 +255,7 @@ func TestWatcherOfAStoreWithoutTheService(t *testing.T) {
 }
 
 func TestMessagesRoundTripAndSkipUnknownFields(t *testing.T) {
-	in := &watchResponse{Version: "abc.42", Ping: 7}
+	in := &watchResponse{Version: "abc.42", Ping: 7, Structural: 40, Created: []createdSeries{{41, []string{"up", ""}}, {42, []string{"x"}}}}
 	b := make([]byte, in.Size())
 	n, err := in.MarshalToSizedBuffer(b)
 	require.NoError(t, err)
@@ -222,5 +272,6 @@ func TestMessagesRoundTripAndSkipUnknownFields(t *testing.T) {
 
 	require.ErrorContains(t, out.Unmarshal([]byte{1 << 3, 1}), "field version: wire type 0, want bytes")
 	require.ErrorContains(t, out.Unmarshal([]byte{1<<3 | 2, 9, 'a'}), "WatchResponse: field 1")
+	require.ErrorContains(t, out.Unmarshal([]byte{4<<3 | 2, 2, 1 << 3, 0x80}), "field created: Created: field 1")
 	require.ErrorContains(t, req.Unmarshal([]byte{0x80}), "WatchRequest: bad tag")
 }

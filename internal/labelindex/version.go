@@ -1,18 +1,20 @@
 // Package labelindex versions a store's label index, so that a querier can keep the answers a
 // store gave to LabelNames and LabelValues and use them again for as long as they hold.
 //
-// A store keeps a Tracker. Its version token changes whenever something its label answers
-// depend on may have changed: a series was created in the head or removed from it, the head was
-// truncated, blocks were added or removed (compaction, retention), out-of-order data widened the
-// head's out-of-order range. Samples appended to existing series leave it alone, so under steady
-// ingest the token stays put. The store checks for changes after every committed write, before
-// every label answer it versions, and on a short timer for the TSDB's background work.
+// A store keeps a Tracker, which numbers the changes of its label index in order. A change is
+// either the creation of series, recorded with the metric names of those series and reported by
+// the writer after the series are indexed, or a structural change that may alter any answer:
+// the head truncated (series removed), blocks added or removed (compaction, retention),
+// out-of-order data widening the head's out-of-order range. Samples appended to existing series
+// change nothing. The version token of the store is its epoch and the number of its last change.
 //
 // The store sends the token with each label answer it versions (gRPC header HeaderKey), and it
-// serves the LabelIndex Watch stream: the querier pings it, the store answers every ping with
-// its token, and it pushes the new token as soon as it changes. A querier's Watcher reports the
-// token only while the stream is healthy, so that an answer is used again only while its token is
-// the store's current one and the store is answering.
+// serves the LabelIndex Watch stream: the querier pings it, the store answers every ping with its
+// token, and it pushes each change as soon as it is recorded: its number and, for new series,
+// their metric names. A querier's Watcher then knows, while the stream is healthy, whether an
+// answer read at a token still holds: an answer for one metric (a request with an equality
+// matcher on __name__) holds until a structural change or new series of that metric; any other
+// answer holds until any change.
 package labelindex
 
 import (
@@ -20,7 +22,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"hash/fnv"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,14 +32,13 @@ import (
 )
 
 // HeaderKey is the gRPC response header that carries the version token a label answer was read
-// at. A store sends it only with answers that stay right until the token changes.
+// at. A store sends it only with answers that stay right until a change that concerns them.
 const HeaderKey = "meridian-label-index-version"
 
-// State is what a store's label answers depend on besides the request. Two equal states give
-// the same answers to every label request whose range the head already reached (see
-// Tracker.Token).
+// State is what a store's label answers depend on besides its series and the request: what
+// changes without a write creating series. Two equal states with no series created in between
+// give the same answers to every label request whose range the head already reached.
 type State struct {
-	HeadSeries        uint64
 	HeadMinTime       int64
 	HeadMinOOOTime    int64
 	HeadMaxOOOTime    int64
@@ -44,11 +47,11 @@ type State struct {
 }
 
 // TSDBState reads the state of db: all atomic loads but the block list, which is copied under the
-// DB's read lock.
+// DB's read lock. Head series are removed only when the head is truncated, which moves its
+// minimum time; series creation is reported by the writer (Tracker.SeriesCreated).
 func TSDBState(db *tsdb.DB) State {
 	h := db.Head()
 	st := State{
-		HeadSeries:     h.NumSeries(),
 		HeadMinTime:    h.MinTime(),
 		HeadMinOOOTime: h.MinOOOTime(),
 		HeadMaxOOOTime: h.MaxOOOTime(),
@@ -64,18 +67,29 @@ func TSDBState(db *tsdb.DB) State {
 	return st
 }
 
-// Tracker keeps the version token of one store's label index. It is safe for concurrent use.
+// logSize is how many recent changes a tracker keeps for the Watch streams; a stream that falls
+// further behind is told of a structural change instead, which retires everything it knew.
+const logSize = 1024
+
+// change is one numbered change; metrics is nil for a structural one.
+type change struct {
+	seq     uint64
+	metrics []string
+}
+
+// Tracker numbers the changes of one store's label index. It is safe for concurrent use.
 type Tracker struct {
 	state func() (State, bool)
 	epoch string
 
-	mu       sync.Mutex
-	known    bool
-	last     State
-	gen      uint64
-	token    string
-	changed  chan struct{} // closed and replaced whenever token changes
-	settleAt time.Time     // when Run moves the token once more after a change; zero: no change pending
+	mu         sync.Mutex
+	ready      bool  // the store can answer: there is a token
+	last       State // valid when ready
+	seq        uint64
+	structural uint64 // number of the last structural change
+	log        []change
+	changed    chan struct{} // closed and replaced on every change
+	settleAt   time.Time     // when Run records one more structural change; zero: none pending
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed by Shutdown: Watch streams end
@@ -96,19 +110,18 @@ func (t *Tracker) Shutdown() {
 	t.stopOnce.Do(func() { close(t.stopped) })
 }
 
-// settleDelay is how long after a change Run moves the token once more. The TSDB updates what
-// State reads a moment before the index it describes: a new series is counted before it is
-// indexed, a removed one uncounted before its postings go. An answer read in between carries the
-// new token but the old index; the second move retires it. The moment is a few instructions, far
-// below this delay.
+// settleDelay is how long after a structural change Run records one more. The TSDB updates what
+// State reads a moment before the index it describes (the head's minimum time moves before the
+// series it drops leave the postings), so an answer read in between carries the new number but
+// the old index; the second change retires it. The moment is a few instructions, far below this
+// delay.
 const settleDelay = 50 * time.Millisecond
 
-// Check reads the store's state and moves to a new token if it differs from the last one read.
-// It returns the current token, empty while the store cannot answer.
+// Check reads the store's state and records a structural change if it differs from the last one
+// read. It returns the current token, empty while the store cannot answer.
 func (t *Tracker) Check() string { return t.check(false) }
 
-// Force moves to a new token whatever the state, for a change known to be complete whether or not
-// State already showed it: a committed write that created series.
+// Force records a structural change whatever the state.
 func (t *Tracker) Force() string { return t.check(true) }
 
 func (t *Tracker) check(force bool) string {
@@ -116,23 +129,56 @@ func (t *Tracker) check(force bool) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
-	case !ok && t.token == "":
-		return ""
+	case !ok && !t.ready:
 	case !ok:
-		t.known = false
-		t.setToken("")
-	case force || !t.known || st != t.last:
+		t.ready = false
+		t.record(nil)
+	case force || !t.ready || st != t.last:
 		if !force {
 			t.settleAt = time.Now().Add(settleDelay)
 		}
-		t.known, t.last = true, st
-		t.gen++
-		t.setToken(t.epoch + "." + strconv.FormatUint(t.gen, 10))
+		t.ready, t.last = true, st
+		t.record(nil)
 	}
-	return t.token
+	return t.tokenLocked()
 }
 
-// settle moves the token once more if a change seen by Check is settleDelay old.
+// SeriesCreated records that a write created series of these metric names (empty for series
+// without one). The writer calls it once the series are indexed, before it acknowledges the
+// write, also when the write is rolled back (the series stay).
+func (t *Tracker) SeriesCreated(metrics []string) {
+	if len(metrics) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ready {
+		t.record(slices.Clone(metrics))
+	}
+}
+
+// record numbers a change, keeps it in the log and wakes the streams. Callers hold mu.
+func (t *Tracker) record(metrics []string) {
+	t.seq++
+	if metrics == nil {
+		t.structural = t.seq
+	}
+	if len(t.log) == logSize {
+		t.log = append(t.log[:0], t.log[1:]...)
+	}
+	t.log = append(t.log, change{seq: t.seq, metrics: metrics})
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+func (t *Tracker) tokenLocked() string {
+	if !t.ready {
+		return ""
+	}
+	return formatToken(t.epoch, t.seq)
+}
+
+// settle records one more structural change if one seen by Check is settleDelay old.
 func (t *Tracker) settle() {
 	t.mu.Lock()
 	due := !t.settleAt.IsZero() && !time.Now().Before(t.settleAt)
@@ -145,21 +191,27 @@ func (t *Tracker) settle() {
 	}
 }
 
-func (t *Tracker) setToken(tok string) {
-	t.token = tok
-	close(t.changed)
-	t.changed = make(chan struct{})
-}
-
-// current returns the token and a channel closed when it changes.
-func (t *Tracker) current() (string, <-chan struct{}) {
+// since returns what a stream that last reported change number cursor must report now: the
+// token, the last structural change (the current number when changes the stream missed are no
+// longer in the log) and the metrics of the series created since, by change; and a channel
+// closed at the next change.
+func (t *Tracker) since(cursor uint64) (token string, seq, structural uint64, created []change, next <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.token, t.changed
+	structural = t.structural
+	if cursor < t.seq && (len(t.log) == 0 || t.log[0].seq > cursor+1) {
+		structural = t.seq
+	}
+	for _, c := range t.log {
+		if c.seq > cursor && c.seq > structural && c.metrics != nil {
+			created = append(created, c)
+		}
+	}
+	return t.tokenLocked(), t.seq, structural, created, t.changed
 }
 
 // Run checks the state every interval until ctx is done, for what changes without a write
-// (compaction, head truncation, retention), and moves the token once more after each change
+// (compaction, head truncation, retention), and records one more structural change after each
 // (see settleDelay).
 func (t *Tracker) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
@@ -173,4 +225,18 @@ func (t *Tracker) Run(ctx context.Context, interval time.Duration) {
 		case <-tick.C:
 		}
 	}
+}
+
+func formatToken(epoch string, seq uint64) string {
+	return epoch + "." + strconv.FormatUint(seq, 10)
+}
+
+// parseToken splits a token into its epoch and change number.
+func parseToken(token string) (epoch string, seq uint64, ok bool) {
+	i := strings.LastIndexByte(token, '.')
+	if i <= 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(token[i+1:], 10, 64)
+	return token[:i], seq, err == nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -31,7 +32,13 @@ type watchServer interface {
 //
 //	service LabelIndex { rpc Watch(stream WatchRequest) returns (stream WatchResponse); }
 //	message WatchRequest { uint64 ping = 1; }
-//	message WatchResponse { string version = 1; uint64 ping = 2; }
+//	message WatchResponse {
+//	  string version = 1;          // the store's token: epoch "." number of its last change
+//	  uint64 ping = 2;             // the ping answered; 0 when the store pushes a change
+//	  uint64 structural = 3;       // number of the last change that may alter any answer
+//	  repeated Created created = 4; // series created after it, since the previous message
+//	}
+//	message Created { uint64 seq = 1; repeated string metrics = 2; }
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: serviceName,
 	HandlerType: (*watchServer)(nil),
@@ -49,8 +56,9 @@ func (t *Tracker) Register(g *grpc.Server) {
 	g.RegisterService(&serviceDesc, t)
 }
 
-// serveWatch sends the current token at once, answers every ping with the token, and pushes the
-// token whenever it changes, until the client goes away.
+// serveWatch sends the current token at once, then answers every ping with it and pushes every
+// change as it is recorded, until the client goes away or the store shuts down. The first
+// message gives its own number as the last structural change: the client knows nothing older.
 func (t *Tracker) serveWatch(stream grpc.ServerStream) error {
 	ctx := stream.Context()
 	errShutdown := status.Error(codes.Unavailable, "store shutting down")
@@ -75,8 +83,8 @@ func (t *Tracker) serveWatch(stream grpc.ServerStream) error {
 			}
 		}
 	}()
-	tok, changed := t.current()
-	if err := stream.SendMsg(&watchResponse{Version: tok}); err != nil {
+	tok, cursor, _, _, next := t.since(math.MaxUint64)
+	if err := stream.SendMsg(&watchResponse{Version: tok, Structural: cursor}); err != nil {
 		return err
 	}
 	for {
@@ -92,10 +100,16 @@ func (t *Tracker) serveWatch(stream grpc.ServerStream) error {
 			}
 			return err
 		case ping = <-pings:
-		case <-changed:
+		case <-next:
 		}
-		tok, changed = t.current()
-		if err := stream.SendMsg(&watchResponse{Version: tok, Ping: ping}); err != nil {
+		var resp watchResponse
+		var created []change
+		resp.Version, cursor, resp.Structural, created, next = t.since(cursor)
+		resp.Ping = ping
+		for _, c := range created {
+			resp.Created = append(resp.Created, createdSeries{Seq: c.seq, Metrics: c.metrics})
+		}
+		if err := stream.SendMsg(&resp); err != nil {
 			return err
 		}
 	}
@@ -124,6 +138,14 @@ type Watcher struct {
 	token   string      // last token received on the current stream; empty without one
 	acked   uint64      // last ping answered
 	pending []time.Time // send times of the pings after acked, oldest first
+
+	// What the current stream told of the store's changes: nothing before floor is known, so
+	// answers read before it do not hold; metrics holds the last change that created series of
+	// each metric name after floor.
+	epoch   string
+	seq     uint64
+	floor   uint64
+	metrics map[string]uint64
 }
 
 // NewWatcher returns a watcher over conn; Run follows the store.
@@ -143,9 +165,30 @@ func NewWatcher(conn grpc.ClientConnInterface, opts WatcherOptions) *Watcher {
 	return &Watcher{conn: conn, opts: opts}
 }
 
-// Current returns the store's current token, or "" when it is not known to be current: no
-// stream, the store has no token (still opening), or a ping is unanswered for longer than
-// MaxSilence.
+// Valid tells whether an answer the store sent with token still holds: the stream is up, the
+// store answered its pings within MaxSilence, and no change the answer depends on was recorded
+// after it was read. An answer for one metric (scoped) depends on structural changes and new
+// series of that metric; any other answer on every change.
+func (w *Watcher) Valid(token, metric string, scoped bool) bool {
+	epoch, seq, ok := parseToken(token)
+	if !ok {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.token == "" || epoch != w.epoch || seq < w.floor:
+		return false
+	case len(w.pending) > 0 && time.Since(w.pending[0]) > w.opts.MaxSilence:
+		return false
+	case scoped:
+		return seq >= w.metrics[metric]
+	default:
+		return seq >= w.seq
+	}
+}
+
+// Current returns the store's current token, or "" when there is none or the store is silent.
 func (w *Watcher) Current() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -153,6 +196,33 @@ func (w *Watcher) Current() string {
 		return ""
 	}
 	return w.token
+}
+
+// apply takes in what one message says of the store's changes.
+func (w *Watcher) apply(resp *watchResponse) {
+	w.token = resp.Version
+	epoch, seq, ok := parseToken(resp.Version)
+	if !ok {
+		w.epoch, w.seq, w.floor, w.metrics = "", 0, 0, nil
+		return
+	}
+	if epoch != w.epoch {
+		w.epoch, w.floor, w.metrics = epoch, resp.Structural, map[string]uint64{}
+	}
+	w.seq = seq
+	if resp.Structural > w.floor {
+		w.floor = resp.Structural
+		for m, at := range w.metrics {
+			if at <= w.floor {
+				delete(w.metrics, m)
+			}
+		}
+	}
+	for _, c := range resp.Created {
+		for _, m := range c.Metrics {
+			w.metrics[m] = max(w.metrics[m], c.Seq)
+		}
+	}
 }
 
 // Run keeps a Watch stream open until ctx is done, opening it again after each failure.
@@ -174,6 +244,7 @@ func (w *Watcher) Run(ctx context.Context) {
 func (w *Watcher) reset() {
 	w.mu.Lock()
 	w.token, w.acked, w.pending = "", 0, nil
+	w.epoch, w.seq, w.floor, w.metrics = "", 0, 0, nil
 	w.mu.Unlock()
 }
 
@@ -209,7 +280,7 @@ func (w *Watcher) watch(ctx context.Context) error {
 			return err
 		}
 		w.mu.Lock()
-		w.token = resp.Version
+		w.apply(&resp)
 		if resp.Ping > w.acked {
 			n := min(int(resp.Ping-w.acked), len(w.pending))
 			w.pending = w.pending[n:]
@@ -255,11 +326,18 @@ func (m *watchRequest) Unmarshal(b []byte) error {
 	})
 }
 
-// watchResponse is the store's token: field 1, version (string); field 2, ping (uint64), the
-// ping it answers, 0 when the store pushes a new token.
+// watchResponse is what the store sends (see serviceDesc).
 type watchResponse struct {
-	Version string
-	Ping    uint64
+	Version    string
+	Ping       uint64
+	Structural uint64
+	Created    []createdSeries
+}
+
+// createdSeries is one change that created series: its number and their metric names.
+type createdSeries struct {
+	Seq     uint64
+	Metrics []string
 }
 
 func (m *watchResponse) Size() int {
@@ -269,6 +347,12 @@ func (m *watchResponse) Size() int {
 	}
 	if m.Ping != 0 {
 		n += protowire.SizeTag(2) + protowire.SizeVarint(m.Ping)
+	}
+	if m.Structural != 0 {
+		n += protowire.SizeTag(3) + protowire.SizeVarint(m.Structural)
+	}
+	for i := range m.Created {
+		n += protowire.SizeTag(4) + protowire.SizeBytes(m.Created[i].size())
 	}
 	return n
 }
@@ -282,6 +366,16 @@ func (m *watchResponse) MarshalToSizedBuffer(b []byte) (int, error) {
 	if m.Ping != 0 {
 		out = protowire.AppendTag(out, 2, protowire.VarintType)
 		out = protowire.AppendVarint(out, m.Ping)
+	}
+	if m.Structural != 0 {
+		out = protowire.AppendTag(out, 3, protowire.VarintType)
+		out = protowire.AppendVarint(out, m.Structural)
+	}
+	for i := range m.Created {
+		c := &m.Created[i]
+		out = protowire.AppendTag(out, 4, protowire.BytesType)
+		out = protowire.AppendVarint(out, uint64(c.size()))
+		out = c.append(out)
 	}
 	return checkSize(out, b)
 }
@@ -297,12 +391,77 @@ func (m *watchResponse) Unmarshal(b []byte) error {
 			v, n := protowire.ConsumeString(b)
 			m.Version = v
 			return n, true, nil
-		case 2:
+		case 2, 3:
 			if typ != protowire.VarintType {
-				return 0, true, fmt.Errorf("field ping: wire type %d, want varint", typ)
+				return 0, true, fmt.Errorf("field %d: wire type %d, want varint", num, typ)
 			}
 			v, n := protowire.ConsumeVarint(b)
-			m.Ping = v
+			if num == 2 {
+				m.Ping = v
+			} else {
+				m.Structural = v
+			}
+			return n, true, nil
+		case 4:
+			if typ != protowire.BytesType {
+				return 0, true, fmt.Errorf("field created: wire type %d, want bytes", typ)
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return n, true, nil
+			}
+			var c createdSeries
+			if err := c.unmarshal(v); err != nil {
+				return 0, true, fmt.Errorf("field created: %w", err)
+			}
+			m.Created = append(m.Created, c)
+			return n, true, nil
+		}
+		return 0, false, nil
+	})
+}
+
+func (c *createdSeries) size() int {
+	n := 0
+	if c.Seq != 0 {
+		n += protowire.SizeTag(1) + protowire.SizeVarint(c.Seq)
+	}
+	for _, s := range c.Metrics {
+		n += protowire.SizeTag(2) + protowire.SizeBytes(len(s))
+	}
+	return n
+}
+
+func (c *createdSeries) append(out []byte) []byte {
+	if c.Seq != 0 {
+		out = protowire.AppendTag(out, 1, protowire.VarintType)
+		out = protowire.AppendVarint(out, c.Seq)
+	}
+	for _, s := range c.Metrics {
+		out = protowire.AppendTag(out, 2, protowire.BytesType)
+		out = protowire.AppendString(out, s)
+	}
+	return out
+}
+
+func (c *createdSeries) unmarshal(b []byte) error {
+	return unmarshalFields("Created", b, func(num protowire.Number, typ protowire.Type, b []byte) (int, bool, error) {
+		switch num {
+		case 1:
+			if typ != protowire.VarintType {
+				return 0, true, fmt.Errorf("field seq: wire type %d, want varint", typ)
+			}
+			v, n := protowire.ConsumeVarint(b)
+			c.Seq = v
+			return n, true, nil
+		case 2:
+			if typ != protowire.BytesType {
+				return 0, true, fmt.Errorf("field metrics: wire type %d, want bytes", typ)
+			}
+			v, n := protowire.ConsumeString(b)
+			if n >= 0 {
+				c.Metrics = append(c.Metrics, v)
+			}
 			return n, true, nil
 		}
 		return 0, false, nil
