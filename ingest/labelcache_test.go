@@ -69,6 +69,18 @@ func TestQuerierLabelCacheOverIngestNodes(t *testing.T) {
 	}
 	write(a, "/a", now)
 	write(b, "/b", now)
+	// The first samples set the heads' time ranges, a structural change that the nodes record
+	// once more shortly after (labelindex's settle delay): wait until their versions stand.
+	for _, n := range []*Node{a, b} {
+		last := n.labels.Check()
+		require.Eventually(t, func() bool {
+			time.Sleep(2 * labelCheckInterval)
+			now := n.labels.Check()
+			stood := now == last
+			last = now
+			return stood
+		}, 10*time.Second, time.Millisecond, "the label index version of %s kept moving", n.GRPCAddr())
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
