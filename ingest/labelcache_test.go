@@ -186,3 +186,45 @@ func TestQuerierLabelCacheOverIngestNodes(t *testing.T) {
 		require.ErrorContains(t, w, `region "us-east-1"`)
 	}
 }
+
+// TestNodeVersionsNewSeriesOnly checks what moves a node's label index version, also after a
+// restart, when every series the node holds comes back from its WAL: new series do, samples of
+// series the node already holds do not.
+func TestNodeVersionsNewSeriesOnly(t *testing.T) {
+	cfg := testConfig(t)
+	now := time.Now().UnixMilli()
+	write := func(n *Node, name string, ts int64) {
+		t.Helper()
+		code, msg := post(t, n.Handler(), rw1ContentType, rw1(t, series{labels: lbls("__name__", name, "job", "a"), samples: samplesAt(ts, 1, 1)}))
+		require.Equal(t, http.StatusNoContent, code, msg)
+	}
+	standing := func(n *Node) string {
+		t.Helper()
+		last := n.labels.Check()
+		require.Eventually(t, func() bool {
+			time.Sleep(2 * labelCheckInterval)
+			now := n.labels.Check()
+			stood := now == last
+			last = now
+			return stood
+		}, 10*time.Second, time.Millisecond)
+		return last
+	}
+
+	first, stop := runNode(t, cfg, prometheus.NewRegistry())
+	write(first, "kept", now)
+	v := standing(first)
+	write(first, "kept", now+1000)
+	require.Equal(t, v, first.labels.Check(), "a sample of a held series")
+	write(first, "fresh", now+1000)
+	require.NotEqual(t, v, first.labels.Check(), "a new series")
+	stop()
+
+	again, _ := runNode(t, cfg, prometheus.NewRegistry())
+	v = standing(again)
+	write(again, "kept", now+2000)
+	write(again, "fresh", now+2000)
+	require.Equal(t, v, again.labels.Check(), "samples of series held before the restart")
+	write(again, "newer", now+2000)
+	require.NotEqual(t, v, again.labels.Check(), "a new series after the restart")
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/index"
 	"github.com/prometheus/prometheus/util/compression"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,6 +54,9 @@ type Node struct {
 
 	db     atomic.Pointer[tsdb.DB]
 	labels *labelindex.Tracker
+	// maxSeriesRef is the highest head series reference seen (the head numbers series in
+	// creation order): a series with a higher one is newer than any seen.
+	maxSeriesRef atomic.Uint64
 }
 
 // New validates cfg, binds the HTTP and gRPC listeners (so HTTPAddr and GRPCAddr are known at
@@ -188,6 +192,12 @@ func (n *Node) openTSDB() error {
 	}
 	took := time.Since(start)
 	n.metrics.walReplay.Set(took.Seconds())
+	maxRef, err := maxSeriesRef(db.Head())
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("open tsdb %s: %w", n.cfg.TSDBPath, err)
+	}
+	n.maxSeriesRef.Store(maxRef)
 	n.db.Store(db)
 	n.metrics.ready.Set(1)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -244,51 +254,88 @@ type nodeAppendable struct{ n *Node }
 
 func (a nodeAppendable) Appender(ctx context.Context) storage.Appender {
 	db := a.n.db.Load()
-	return &versioningAppender{Appender: db.Appender(ctx), head: db.Head(), labels: a.n.labels}
+	return &versioningAppender{
+		Appender: db.Appender(ctx),
+		head:     db.Head(),
+		labels:   a.n.labels,
+		maxRef:   &a.n.maxSeriesRef,
+		known:    a.n.maxSeriesRef.Load(),
+	}
+}
+
+// maxSeriesRef is the highest series reference in the head.
+func maxSeriesRef(h *tsdb.Head) (uint64, error) {
+	ir, err := h.Index()
+	if err != nil {
+		return 0, fmt.Errorf("head index: %w", err)
+	}
+	defer ir.Close()
+	name, value := index.AllPostingsKey()
+	p, err := ir.Postings(context.Background(), name, value)
+	if err != nil {
+		return 0, fmt.Errorf("head postings: %w", err)
+	}
+	var maxRef uint64
+	for p.Next() {
+		maxRef = max(maxRef, uint64(p.At()))
+	}
+	return maxRef, p.Err()
 }
 
 // versioningAppender tells the label index tracker which metrics gained series, once the write
 // is committed (or rolled back: created series stay) and before it is acknowledged, so that a
-// querier stops using the answers that miss them. A series is new when the head counts more
-// series after its append than before; a concurrent write's new series may be counted for this
-// one's metric too, which only retires a few more answers.
+// querier stops using the answers that miss them. A series is taken as new when its reference
+// is higher than any the node had seen when the appender was made (the head numbers series in
+// creation order), or when the head's series count moved during its append (which also catches
+// a series created by an append that then failed). Either may take an older series for a new
+// one, which only retires a few more answers; a new one is never missed unless a failed append
+// and a head truncation cancel out exactly.
 type versioningAppender struct {
 	storage.Appender
 	head    *tsdb.Head
 	labels  *labelindex.Tracker
+	maxRef  *atomic.Uint64
+	known   uint64              // maxRef when the appender was made
 	created map[string]struct{} // metric names of the series created
 }
 
 func (a *versioningAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
 	before := a.head.NumSeries()
 	ref, err := a.Appender.Append(ref, l, t, v)
-	a.noteCreated(before, l)
+	a.noteCreated(before, ref, l)
 	return ref, err
 }
 
 func (a *versioningAppender) AppendHistogram(ref storage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
 	before := a.head.NumSeries()
 	ref, err := a.Appender.AppendHistogram(ref, l, t, h, fh)
-	a.noteCreated(before, l)
+	a.noteCreated(before, ref, l)
 	return ref, err
 }
 
 func (a *versioningAppender) AppendSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64) (storage.SeriesRef, error) {
 	before := a.head.NumSeries()
 	ref, err := a.Appender.AppendSTZeroSample(ref, l, t, st)
-	a.noteCreated(before, l)
+	a.noteCreated(before, ref, l)
 	return ref, err
 }
 
 func (a *versioningAppender) AppendHistogramSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
 	before := a.head.NumSeries()
 	ref, err := a.Appender.AppendHistogramSTZeroSample(ref, l, t, st, h, fh)
-	a.noteCreated(before, l)
+	a.noteCreated(before, ref, l)
 	return ref, err
 }
 
-func (a *versioningAppender) noteCreated(before uint64, l labels.Labels) {
-	if a.head.NumSeries() <= before {
+func (a *versioningAppender) noteCreated(before uint64, ref storage.SeriesRef, l labels.Labels) {
+	r := uint64(ref)
+	for {
+		seen := a.maxRef.Load()
+		if r <= seen || a.maxRef.CompareAndSwap(seen, r) {
+			break
+		}
+	}
+	if r <= a.known && a.head.NumSeries() == before {
 		return
 	}
 	if a.created == nil {
