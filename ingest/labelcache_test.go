@@ -46,6 +46,21 @@ func storeCalls(t *testing.T, reg prometheus.Gatherer, method string) float64 {
 	return counterValue(t, reg, "meridian_storeapi_requests_total", map[string]string{"method": method})
 }
 
+// standingVersion waits until the node's label index version stays the same for two of its
+// checks in a row, and returns it.
+func standingVersion(t *testing.T, n *Node) string {
+	t.Helper()
+	last := n.labels.Check()
+	require.Eventually(t, func() bool {
+		time.Sleep(2 * labelCheckInterval)
+		now := n.labels.Check()
+		stood := now == last
+		last = now
+		return stood
+	}, 10*time.Second, time.Millisecond, "the label index version of %s kept moving", n.GRPCAddr())
+	return last
+}
+
 // TestQuerierLabelCacheOverIngestNodes runs a querier's fan-out with its label cache over two
 // real ingest nodes on loopback: answers are reused while a node's label index is unchanged, a
 // write that creates a series is seen by the next call after the node's change reached the
@@ -71,16 +86,8 @@ func TestQuerierLabelCacheOverIngestNodes(t *testing.T) {
 	write(b, "/b", now)
 	// The first samples set the heads' time ranges, a structural change that the nodes record
 	// once more shortly after (labelindex's settle delay): wait until their versions stand.
-	for _, n := range []*Node{a, b} {
-		last := n.labels.Check()
-		require.Eventually(t, func() bool {
-			time.Sleep(2 * labelCheckInterval)
-			now := n.labels.Check()
-			stood := now == last
-			last = now
-			return stood
-		}, 10*time.Second, time.Millisecond, "the label index version of %s kept moving", n.GRPCAddr())
-	}
+	standingVersion(t, a)
+	standingVersion(t, b)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -198,22 +205,9 @@ func TestNodeVersionsNewSeriesOnly(t *testing.T) {
 		code, msg := post(t, n.Handler(), rw1ContentType, rw1(t, series{labels: lbls("__name__", name, "job", "a"), samples: samplesAt(ts, 1, 1)}))
 		require.Equal(t, http.StatusNoContent, code, msg)
 	}
-	standing := func(n *Node) string {
-		t.Helper()
-		last := n.labels.Check()
-		require.Eventually(t, func() bool {
-			time.Sleep(2 * labelCheckInterval)
-			now := n.labels.Check()
-			stood := now == last
-			last = now
-			return stood
-		}, 10*time.Second, time.Millisecond)
-		return last
-	}
-
 	first, stop := runNode(t, cfg, prometheus.NewRegistry())
 	write(first, "kept", now)
-	v := standing(first)
+	v := standingVersion(t, first)
 	write(first, "kept", now+1000)
 	require.Equal(t, v, first.labels.Check(), "a sample of a held series")
 	write(first, "fresh", now+1000)
@@ -221,7 +215,7 @@ func TestNodeVersionsNewSeriesOnly(t *testing.T) {
 	stop()
 
 	again, _ := runNode(t, cfg, prometheus.NewRegistry())
-	v = standing(again)
+	v = standingVersion(t, again)
 	write(again, "kept", now+2000)
 	write(again, "fresh", now+2000)
 	require.Equal(t, v, again.labels.Check(), "samples of series held before the restart")
