@@ -44,9 +44,9 @@ type StoreSetOptions struct {
 	FileSDInterval time.Duration
 	// RegionLabel is the label that names a store's region in StoreStatus; default "region".
 	RegionLabel string
-	// LabelCache follows the label index version of stores that publish one (Meridian ingest,
+	// LabelCache follows the label index changes of stores that publish them (Meridian ingest,
 	// see package labelindex), so that the fan-out answers label calls to them from the answers
-	// it already has while their version holds. Other stores are asked every time.
+	// it already has until a change they depend on. Other stores are asked every time.
 	LabelCache bool
 }
 

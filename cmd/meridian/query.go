@@ -35,7 +35,7 @@ func queryCommand(app *kingpin.Application) subcommand {
 	lookback := cmd.Flag("query.lookback-delta", "How far back the engine looks for the last sample of a series.").Default("5m").Duration()
 	maxConcurrent := cmd.Flag("query.max-concurrent", "Maximum number of queries evaluated at once; others wait.").Default("20").Int()
 	probeInterval := cmd.Flag("endpoint.probe-interval", "How often each store is asked for Info.").Default("5s").Duration()
-	labelCache := cmd.Flag("query.label-cache", "Answer label names and values of Meridian stores from the answers they gave before, for as long as each store reports its label index unchanged (it pushes every change at once; a store silent for 1s is asked again). --no-query.label-cache asks the stores every time.").Default("true").Bool()
+	labelCache := cmd.Flag("query.label-cache", "Answer label names and values of Meridian stores from the answers they gave before, until the store reports a change they depend on (it pushes every change at once; a store silent for 1s is asked again). --no-query.label-cache asks the stores every time.").Default("true").Bool()
 	var clientTLS query.ClientTLS
 	cmd.Flag("grpc-client-tls-secure", "Use TLS to the stores.").Default("false").BoolVar(&clientTLS.Secure)
 	cmd.Flag("grpc-client-tls-cert", "Client certificate for mTLS to the stores.").Default("").StringVar(&clientTLS.Cert)

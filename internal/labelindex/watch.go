@@ -119,8 +119,8 @@ func (t *Tracker) serveWatch(stream grpc.ServerStream) error {
 type WatcherOptions struct {
 	// PingInterval is how often the store is pinged; default 250ms.
 	PingInterval time.Duration
-	// MaxSilence is how long a ping may stay unanswered before the store's token is no longer
-	// reported (the store may be slow or gone); default 1s.
+	// MaxSilence is how long a ping may stay unanswered before no answer of the store is taken
+	// to hold (the store may be slow or gone); default 1s.
 	MaxSilence time.Duration
 	// RetryInterval is the pause before a broken stream is opened again; default 1s.
 	RetryInterval time.Duration
@@ -129,7 +129,7 @@ type WatcherOptions struct {
 	UnsupportedRetry time.Duration
 }
 
-// Watcher follows one store's version token over the Watch stream.
+// Watcher follows one store's label index changes over the Watch stream.
 type Watcher struct {
 	conn grpc.ClientConnInterface
 	opts WatcherOptions

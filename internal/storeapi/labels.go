@@ -30,7 +30,7 @@ func (s *Server) LabelNames(ctx context.Context, r *storepb.LabelNamesRequest) (
 	if err != nil {
 		return nil, err
 	}
-	// Names come from the index alone: the answer holds as long as the index version.
+	// Names come from the index alone: the answer holds until the index changes.
 	s.sendLabelVersion(ctx, r.Start, r.End)
 	if !ok {
 		return &storepb.LabelNamesResponse{}, nil
@@ -129,7 +129,7 @@ func (s *Server) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest)
 }
 
 // sendLabelVersion sends the label index version with the answer when the store versions its
-// index. It must run before the storage is read: a change made after that moves the version on.
+// index. It must run before the storage is read: a change made after that comes after the version.
 func (s *Server) sendLabelVersion(ctx context.Context, mint, maxt int64) {
 	if s.labelVersion == nil {
 		return

@@ -67,8 +67,9 @@ type Options struct {
 	MaxFrameBytes int
 	// LabelVersion, when set, returns the version token of the label index (see package
 	// labelindex) for a label request over [mint, maxt], and whether the answer stays right until
-	// the token changes. It is called before the storage is read, and the token is sent with the
-	// answer, so that a querier may keep the answer for as long as the token is current.
+	// a change the store records after that token. It is called before the storage is read, and
+	// the token is sent with the answer, so that a querier may keep the answer until such a
+	// change.
 	LabelVersion func(mint, maxt int64) (token string, ok bool)
 	// Logger receives storage errors; nil discards them.
 	Logger *slog.Logger
