@@ -63,16 +63,10 @@ func TestNodeKeepsAcknowledgedSamplesAcrossARestart(t *testing.T) {
 	cfg := testConfig(t)
 	s := series{labels: lbls("__name__", "kept", "job", "a"), samples: samplesAt(time.Now().UnixMilli(), 5, 1)}
 
-	first, err := New(testLogger(), prometheus.NewRegistry(), cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- first.Run(ctx) }()
-	require.Eventually(t, first.Ready, 30*time.Second, 10*time.Millisecond)
+	first, stop := runNode(t, cfg, prometheus.NewRegistry())
 	code, msg := post(t, first.Handler(), rw1ContentType, rw1(t, s))
 	require.Equal(t, http.StatusNoContent, code, msg)
-	cancel()
-	require.NoError(t, <-done)
+	stop()
 
 	second := startNode(t, cfg)
 	require.Equal(t, map[string][]prompb.Sample{`{__name__="kept", job="a"}`: s.samples}, stored(t, second))
