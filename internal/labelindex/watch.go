@@ -135,13 +135,12 @@ type Watcher struct {
 	opts WatcherOptions
 
 	mu      sync.Mutex
-	token   string      // last token received on the current stream; empty without one
 	acked   uint64      // last ping answered
 	pending []time.Time // send times of the pings after acked, oldest first
 
-	// What the current stream told of the store's changes: nothing before floor is known, so
-	// answers read before it do not hold; metrics holds the last change that created series of
-	// each metric name after floor.
+	// What the current stream told of the store's changes: its token is epoch and seq (no epoch:
+	// no token); nothing before floor is known, so answers read before it do not hold; metrics
+	// holds the last change that created series of each metric name after floor.
 	epoch   string
 	seq     uint64
 	floor   uint64
@@ -177,7 +176,7 @@ func (w *Watcher) Valid(token, metric string, scoped bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
-	case w.token == "" || epoch != w.epoch || seq < w.floor:
+	case w.epoch == "" || epoch != w.epoch || seq < w.floor:
 		return false
 	case len(w.pending) > 0 && time.Since(w.pending[0]) > w.opts.MaxSilence:
 		return false
@@ -192,15 +191,14 @@ func (w *Watcher) Valid(token, metric string, scoped bool) bool {
 func (w *Watcher) Current() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.pending) > 0 && time.Since(w.pending[0]) > w.opts.MaxSilence {
+	if w.epoch == "" || len(w.pending) > 0 && time.Since(w.pending[0]) > w.opts.MaxSilence {
 		return ""
 	}
-	return w.token
+	return formatToken(w.epoch, w.seq)
 }
 
 // apply takes in what one message says of the store's changes.
 func (w *Watcher) apply(resp *watchResponse) {
-	w.token = resp.Version
 	epoch, seq, ok := parseToken(resp.Version)
 	if !ok {
 		w.epoch, w.seq, w.floor, w.metrics = "", 0, 0, nil
@@ -243,7 +241,7 @@ func (w *Watcher) Run(ctx context.Context) {
 
 func (w *Watcher) reset() {
 	w.mu.Lock()
-	w.token, w.acked, w.pending = "", 0, nil
+	w.acked, w.pending = 0, nil
 	w.epoch, w.seq, w.floor, w.metrics = "", 0, 0, nil
 	w.mu.Unlock()
 }
