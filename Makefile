@@ -15,7 +15,7 @@ VPKG     := github.com/prometheus/common/version
 LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Packages whose code runs concurrently are tested with the race detector. internal/devenv runs
+# Packages whose code runs concurrently are tested with the race detector. dev/ runs
 # the whole product in one process: its tests take minutes under -race, so they run without it
 # (every component it wires is race-tested in its own package).
 RACE_PKGS := ./ingest/... ./query/... ./internal/storeapi/... ./internal/labelindex/... ./internal/faultproxy/... ./internal/simulate/... ./slo/...

@@ -7,14 +7,14 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/meridian-obs/meridian/internal/devenv"
+	"github.com/meridian-obs/meridian/dev"
 	_ "github.com/meridian-obs/meridian/internal/grpccodec"
 )
 
 func devCommand(app *kingpin.Application) subcommand {
 	cmd := app.Command("dev", "Everything in one process on loopback: three simulated regions (ingest nodes fed by remote write), the global querier, SLOs, failover readiness and chaos controls.")
-	var cfg devenv.Config
-	cmd.Flag("http-address", "Listen address of the querier's HTTP API (PromQL, SLOs, readiness, chaos controls).").Default(devenv.DefaultHTTPAddress).StringVar(&cfg.HTTPAddress)
+	var cfg dev.Config
+	cmd.Flag("http-address", "Listen address of the querier's HTTP API (PromQL, SLOs, readiness, chaos controls).").Default(dev.DefaultHTTPAddress).StringVar(&cfg.HTTPAddress)
 	cmd.Flag("data-dir", "Directory of the regions' TSDBs, kept on exit. Default: a temporary directory removed on exit.").PlaceHolder("DIR").StringVar(&cfg.DataDir)
 	cmd.Flag("config", "SLO and readiness configuration (see examples/meridian.yml). Default: the embedded examples, written into the data directory.").PlaceHolder("FILE").ExistingFileVar(&cfg.ConfigFile)
 	cmd.Flag("seed", "Seed of the simulated data: same seed, same data.").Default("1").Uint64Var(&cfg.Seed)
@@ -23,15 +23,15 @@ func devCommand(app *kingpin.Application) subcommand {
 	cmd.Flag("eval-interval", "Interval between evaluations of the SLOs and of failover readiness.").Default("10s").DurationVar(&cfg.EvaluationInterval)
 	cmd.Flag("store.response-timeout", "Time a region has to answer before it is reported missing.").Default("2s").DurationVar(&cfg.StoreResponseTimeout)
 	faults := map[string]*[]string{
-		devenv.FaultDown:     cmd.Flag("down", "Start with the region cut off from the querier. Repeatable.").PlaceHolder("REGION").Strings(),
-		devenv.FaultLatency:  cmd.Flag("latency", "Start with latency between the querier and the region. Repeatable.").PlaceHolder("REGION=3s").Strings(),
-		devenv.FaultErrors:   cmd.Flag("errors", "Start with this share of the region's requests failing (5xx). Repeatable.").PlaceHolder("REGION=0.2").Strings(),
-		devenv.FaultCapacity: cmd.Flag("capacity", "Start with the region's allocatable CPU and memory scaled by this factor. Repeatable.").PlaceHolder("REGION=0.5").Strings(),
+		dev.FaultDown:     cmd.Flag("down", "Start with the region cut off from the querier. Repeatable.").PlaceHolder("REGION").Strings(),
+		dev.FaultLatency:  cmd.Flag("latency", "Start with latency between the querier and the region. Repeatable.").PlaceHolder("REGION=3s").Strings(),
+		dev.FaultErrors:   cmd.Flag("errors", "Start with this share of the region's requests failing (5xx). Repeatable.").PlaceHolder("REGION=0.2").Strings(),
+		dev.FaultCapacity: cmd.Flag("capacity", "Start with the region's allocatable CPU and memory scaled by this factor. Repeatable.").PlaceHolder("REGION=0.5").Strings(),
 	}
 
 	return subcommand{cmd: cmd, run: func(ctx context.Context, logger *slog.Logger) error {
-		for _, kind := range []string{devenv.FaultDown, devenv.FaultLatency, devenv.FaultErrors, devenv.FaultCapacity} {
-			fs, err := devenv.ParseFaults(kind, *faults[kind])
+		for _, kind := range []string{dev.FaultDown, dev.FaultLatency, dev.FaultErrors, dev.FaultCapacity} {
+			fs, err := dev.ParseFaults(kind, *faults[kind])
 			if err != nil {
 				return err
 			}
@@ -42,14 +42,14 @@ func devCommand(app *kingpin.Application) subcommand {
 		}
 		cfg.Logger = logger
 		cfg.Flags = flagValues(app, cmd)
-		env, err := devenv.New(cfg)
+		env, err := dev.New(cfg)
 		if err != nil {
 			return err
 		}
 		go func() {
 			select {
 			case <-env.Ready():
-				if err := devenv.WriteBanner(os.Stdout, env.Info(), os.Args[0]); err != nil {
+				if err := dev.WriteBanner(os.Stdout, env.Info(), os.Args[0]); err != nil {
 					logger.Warn("print banner", "err", err)
 				}
 			case <-ctx.Done():

@@ -1,4 +1,4 @@
-// Package devenv is `meridian dev`: the whole of Meridian in one process on loopback, for a
+// Package dev is `meridian dev`: the whole of Meridian in one process on loopback, for a
 // newcomer's first minutes and for manual testing. Three simulated regions each get a real
 // ingest node (remote-write receiver, TSDB, StoreAPI) fed by the workload simulator through
 // real remote write; a querier reads the three through fault proxies, so that a region taken
@@ -14,4 +14,4 @@
 //	POST /dev/regions/<region>/latency?delay=3s added latency between querier and store
 //	POST /dev/regions/<region>/errors?ratio=0.2 share of requests answered with a 5xx
 //	POST /dev/regions/<region>/capacity?factor=0.5 allocatable CPU and memory, scaled
-package devenv
+package dev

@@ -1,6 +1,6 @@
 //go:build race
 
-package devenv
+package dev
 
 // timeScale stretches the waits of the tests: the race detector slows the whole environment
 // (simulator, three TSDBs, querier, PromQL) by several times.

@@ -1,6 +1,6 @@
 //go:build !race
 
-package devenv
+package dev
 
 // timeScale stretches the waits of the tests; 1 without the race detector.
 const timeScale = 1
