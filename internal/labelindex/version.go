@@ -1,20 +1,3 @@
-// Package labelindex versions a store's label index, so that a querier can keep the answers a
-// store gave to LabelNames and LabelValues and use them again for as long as they hold.
-//
-// A store keeps a Tracker, which numbers the changes of its label index in order. A change is
-// either the creation of series, recorded with the metric names of those series and reported by
-// the writer after the series are indexed, or a structural change that may alter any answer:
-// the head truncated (series removed), blocks added or removed (compaction, retention),
-// out-of-order data widening the head's out-of-order range. Samples appended to existing series
-// change nothing. The version token of the store is its epoch and the number of its last change.
-//
-// The store sends the token with each label answer it versions (gRPC header HeaderKey), and it
-// serves the LabelIndex Watch stream: the querier pings it, the store answers every ping with its
-// token, and it pushes each change as soon as it is recorded: its number and, for new series,
-// their metric names. A querier's Watcher then knows, while the stream is healthy, whether an
-// answer read at a token still holds: an answer for one metric (a request with an equality
-// matcher on __name__) holds until a structural change or new series of that metric; any other
-// answer holds until any change.
 package labelindex
 
 import (
