@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/run"
@@ -90,6 +91,8 @@ type Env struct {
 	service *slo.Service
 	chaos   *chaos
 	ready   chan struct{}
+	// pending holds the regions waitReady last found not ready, told by /-/ready.
+	pending atomic.Pointer[[]string]
 
 	cleanupOnce sync.Once
 }
@@ -275,6 +278,7 @@ func (e *Env) buildQuerier(reg *prometheus.Registry, sloCfg *slo.Config, slos []
 			RegionLabel:          RegionLabel,
 		},
 		HTTPAddress: e.cfg.HTTPAddress,
+		Ready:       e.readiness,
 		Flags:       e.cfg.Flags,
 	})
 	if err != nil {
@@ -341,15 +345,30 @@ func (e *Env) Run(ctx context.Context) error {
 // Ready is closed once the environment answers with every region's backfill.
 func (e *Env) Ready() <-chan struct{} { return e.ready }
 
+// readiness is the querier's /-/ready condition: the same as Ready, so that a script, a test or
+// Grafana that waits for /-/ready and then queries gets every region's history, as the banner
+// promises.
+func (e *Env) readiness() error {
+	select {
+	case <-e.ready:
+		return nil
+	default:
+	}
+	if p := e.pending.Load(); p != nil {
+		return fmt.Errorf("meridian dev is storing the %v backfill; regions not yet stored or not yet seen by the querier: %s", e.cfg.Backfill, strings.Join(*p, ", "))
+	}
+	return fmt.Errorf("meridian dev is starting its regions")
+}
+
 // waitReady waits until every region holds its backfill up to the start and the querier sees
 // each region that is not faulted as healthy with that data.
 func (e *Env) waitReady(ctx context.Context) error {
-	landed := e.start.Add(-e.cfg.Step).UnixMilli()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	lastLog := time.Now()
 	for {
-		pending := e.pendingRegions(landed)
+		pending := e.pendingRegions()
+		e.pending.Store(&pending)
 		if len(pending) == 0 {
 			e.logger.Info("meridian dev ready", "took", time.Since(e.start).Round(time.Millisecond), "backfill", e.cfg.Backfill)
 			return nil
@@ -366,9 +385,15 @@ func (e *Env) waitReady(ctx context.Context) error {
 	}
 }
 
-// pendingRegions lists the regions whose store does not yet hold data up to landed (ms), or
-// that the querier does not yet see with it. A region under a fault is only checked in its store.
-func (e *Env) pendingRegions(landed int64) []string {
+// pendingRegions lists the regions whose store does not yet hold the backfill up to the start,
+// or that the querier does not yet see as healthy with the time range the store holds (a store
+// announced with a later minimum time would be left out of queries over the early history). The
+// simulator pushes in time order, one request after the other, so a head that reached the start
+// holds the whole backfill. A region under a fault is only checked in its store.
+func (e *Env) pendingRegions() []string {
+	// Samples fall on multiples of the step: the last one of the backfill is within a step of
+	// the start.
+	landed := e.start.Add(-e.cfg.Step).UnixMilli()
 	seen := map[string]query.StoreStatus{}
 	for _, st := range e.querier.StoreSet().Stores() {
 		seen[st.Address] = st
@@ -383,7 +408,8 @@ func (e *Env) pendingRegions(landed int64) []string {
 		if r.proxy.Down() || r.proxy.Delay() > 0 {
 			continue
 		}
-		if st, ok := seen[r.proxy.Addr()]; !ok || !st.Healthy || st.MinTime > landed {
+		held, err := db.StartTime()
+		if st, ok := seen[r.proxy.Addr()]; err != nil || !ok || !st.Healthy || st.MinTime > held {
 			pending = append(pending, r.name)
 		}
 	}

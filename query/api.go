@@ -47,8 +47,10 @@ type APIOptions struct {
 	Queryable storage.Queryable
 	// Stores lists the store set for GET /api/v1/stores; nil serves an empty list.
 	Stores func() []StoreStatus
-	// Ready tells /-/ready whether the store set finished its first probe round; nil means ready.
-	Ready func() bool
+	// Ready tells /-/ready whether the querier is ready: nil, or a nil error, means ready; an
+	// error is served with the 503 as the reason (the store set has not finished its first
+	// probe round, or `meridian dev` has not stored and seen its backfill).
+	Ready func() error
 	// Flags is served on /api/v1/status/flags.
 	Flags map[string]string
 	// Features is served on /api/v1/features; pass the registry the engine was built with.
@@ -282,10 +284,12 @@ func (a *API) serveBuildInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) ready(w http.ResponseWriter, _ *http.Request) {
-	if a.opts.Ready != nil && !a.opts.Ready() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "Meridian querier is not ready: the first probe round of the store set has not completed.")
-		return
+	if a.opts.Ready != nil {
+		if err := a.opts.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "Meridian querier is not ready: %v.\n", err)
+			return
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprintln(w, "Meridian querier is ready.")

@@ -54,6 +54,11 @@ type ServerConfig struct {
 	// querier's stores, which its series already carry, as Thanos Query does.
 	ExternalLabels labels.Labels
 
+	// Ready, when set, is a further condition of /-/ready after the store set's first probe
+	// round: a non-nil error is the reason the querier is not ready yet. `meridian dev` uses
+	// it so that /-/ready means its regions hold their backfill and the querier sees them.
+	Ready func() error
+
 	// Flags are served on /api/v1/status/flags.
 	Flags map[string]string
 }
@@ -107,7 +112,7 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 		Engine:     s.engine,
 		Queryable:  s.fanout,
 		Stores:     s.set.Stores,
-		Ready:      s.set.Ready,
+		Ready:      s.ready,
 		Flags:      cfg.Flags,
 		Features:   feat,
 	}); err != nil {
@@ -128,6 +133,19 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// errFirstProbeRound is the reason /-/ready gives until every store was probed once.
+var errFirstProbeRound = errors.New("the first probe round of the store set has not completed")
+
+func (s *Server) ready() error {
+	if !s.set.Ready() {
+		return errFirstProbeRound
+	}
+	if s.cfg.Ready != nil {
+		return s.cfg.Ready()
+	}
+	return nil
 }
 
 // newStoreAPIServer serves the fan-out as a StoreAPI store, so that a querier can be an

@@ -192,7 +192,12 @@ func newAPIFixture(t testing.TB, engineOpts EngineOptions) *apiFixture {
 		Engine:     NewEngine(logger, reg, nil, engineOpts),
 		Queryable:  f.rec,
 		Stores:     func() []StoreStatus { return f.stores },
-		Ready:      f.ready.Load,
+		Ready: func() error {
+			if !f.ready.Load() {
+				return errFirstProbeRound
+			}
+			return nil
+		},
 	})
 	require.NoError(t, err)
 	r := route.New()
@@ -672,15 +677,16 @@ func TestAPIHealthReadyAndMetrics(t *testing.T) {
 	}
 	code, _ := get("/-/healthy")
 	require.Equal(t, http.StatusOK, code)
-	code, _ = get("/-/ready")
+	code, body := get("/-/ready")
 	require.Equal(t, http.StatusServiceUnavailable, code, "not ready before the first probe round")
+	require.Contains(t, body, "not ready: the first probe round of the store set has not completed")
 	f.ready.Store(true)
 	code, _ = get("/-/ready")
 	require.Equal(t, http.StatusOK, code)
 
 	code, _ = get("/api/v1/query?query=vector(1)")
 	require.Equal(t, http.StatusOK, code)
-	code, body := get("/metrics")
+	code, body = get("/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `meridian_query_http_requests_total{code="200",handler="/api/v1/query"}`)
 	require.Contains(t, body, "prometheus_engine_queries")
