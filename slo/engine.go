@@ -120,8 +120,7 @@ func newPlan(s SLO, opts Options) (sloPlan, error) {
 		period = opts.Period
 	}
 	p := sloPlan{assembly: assembly{slo: s, period: period, expected: opts.Regions}}
-	windows := slices.DeleteFunc(slices.Clone(DefaultWindows), func(d time.Duration) bool { return d >= period })
-	windows = append(windows, period)
+	windows := Windows(period)
 	rawRegional := true
 	for _, w := range windows {
 		name := windowName(w)
@@ -165,6 +164,13 @@ func newPlan(s SLO, opts Options) (sloPlan, error) {
 		}
 	}
 	return p, nil
+}
+
+// Windows are the windows an SLO over period is evaluated on: the DefaultWindows shorter than
+// the period, then the period itself.
+func Windows(period time.Duration) []time.Duration {
+	windows := slices.DeleteFunc(slices.Clone(DefaultWindows), func(d time.Duration) bool { return d >= period })
+	return append(windows, period)
 }
 
 func regionQuery(tmpl, window, regionLabel string) (string, error) {

@@ -170,3 +170,7 @@ func windowName(d time.Duration) string {
 }
 
 func fptr(f float64) *float64 { return &f }
+
+// WindowName is the name of a window in results, metric labels and recorded series: "5m",
+// "1h", "30d" (Prometheus duration syntax).
+func WindowName(d time.Duration) string { return windowName(d) }

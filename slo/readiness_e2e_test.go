@@ -265,6 +265,25 @@ meridian_failover_readiness_score{region="ap-southeast-1"} 98
 meridian_failover_readiness_score{region="eu-west-1"} 68
 meridian_failover_readiness_score{region="us-east-1"} 68
 `), "meridian_failover_ready", "meridian_failover_readiness_score"))
+	require.NoError(t, promtestutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP meridian_failover_readiness_state 1 for the region's current readiness state (READY, DEGRADED, NOT_READY, UNKNOWN), 0 for the others.
+# TYPE meridian_failover_readiness_state gauge
+meridian_failover_readiness_state{region="ap-southeast-1",state="DEGRADED"} 0
+meridian_failover_readiness_state{region="ap-southeast-1",state="NOT_READY"} 0
+meridian_failover_readiness_state{region="ap-southeast-1",state="READY"} 1
+meridian_failover_readiness_state{region="ap-southeast-1",state="UNKNOWN"} 0
+meridian_failover_readiness_state{region="eu-west-1",state="DEGRADED"} 0
+meridian_failover_readiness_state{region="eu-west-1",state="NOT_READY"} 1
+meridian_failover_readiness_state{region="eu-west-1",state="READY"} 0
+meridian_failover_readiness_state{region="eu-west-1",state="UNKNOWN"} 0
+meridian_failover_readiness_state{region="us-east-1",state="DEGRADED"} 0
+meridian_failover_readiness_state{region="us-east-1",state="NOT_READY"} 1
+meridian_failover_readiness_state{region="us-east-1",state="READY"} 0
+meridian_failover_readiness_state{region="us-east-1",state="UNKNOWN"} 0
+`), "meridian_failover_readiness_state"))
+	gates, err := promtestutil.GatherAndCount(reg, "meridian_failover_readiness_gate")
+	require.NoError(t, err)
+	require.Equal(t, 3*5, gates, "every gate of every region, fired or not")
 	n, err := promtestutil.GatherAndCount(reg, "meridian_failover_readiness_component_score")
 	require.NoError(t, err)
 	require.Equal(t, 18, n, "six known components for each of three regions")

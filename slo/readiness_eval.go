@@ -162,6 +162,8 @@ type readinessMetrics struct {
 	score     *prometheus.Desc
 	ready     *prometheus.Desc
 	component *prometheus.Desc
+	state     *prometheus.Desc
+	gate      *prometheus.Desc
 	evaluated *prometheus.Desc
 	failures  prometheus.Counter
 	duration  prometheus.Histogram
@@ -176,6 +178,13 @@ func newReadinessMetrics(e *ReadinessEvaluator) *readinessMetrics {
 			"1 when losing the region is survivable (state READY), else 0.", []string{"region"}, nil),
 		component: prometheus.NewDesc("meridian_failover_readiness_component_score",
 			"Score (0-100) of one readiness component for losing the region; absent when unknown.", []string{"region", "component"}, nil),
+		// state and gate follow kube-state-metrics' convention for enumerations: one series per
+		// possible value, 1 for the current one, so that alerts select a state with a matcher
+		// and "for" durations survive score changes.
+		state: prometheus.NewDesc("meridian_failover_readiness_state",
+			"1 for the region's current readiness state (READY, DEGRADED, NOT_READY, UNKNOWN), 0 for the others.", []string{"region", "state"}, nil),
+		gate: prometheus.NewDesc("meridian_failover_readiness_gate",
+			"1 when the hard gate fired for losing the region (forcing NOT_READY), 0 when it did not.", []string{"region", "gate"}, nil),
 		evaluated: prometheus.NewDesc("meridian_failover_readiness_last_evaluation_timestamp_seconds",
 			"Time of the readiness report the other readiness metrics come from.", nil, nil),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
@@ -195,6 +204,8 @@ func (m *readinessMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.score
 	ch <- m.ready
 	ch <- m.component
+	ch <- m.state
+	ch <- m.gate
 	ch <- m.evaluated
 	m.failures.Describe(ch)
 	m.duration.Describe(ch)
@@ -218,10 +229,29 @@ func (m *readinessMetrics) Collect(ch chan<- prometheus.Metric) {
 		if r.KnownWeight > 0 {
 			ch <- prometheus.MustNewConstMetric(m.score, prometheus.GaugeValue, r.Score, r.Region)
 		}
+		for _, st := range readinessStates {
+			ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, boolValue(r.State == st), r.Region, string(st))
+		}
+		for _, g := range readinessGates {
+			fired := slices.ContainsFunc(r.Gates, func(x Gate) bool { return x.Name == g })
+			ch <- prometheus.MustNewConstMetric(m.gate, prometheus.GaugeValue, boolValue(fired), r.Region, g)
+		}
 		for _, c := range r.Components {
 			if c.Score != nil {
 				ch <- prometheus.MustNewConstMetric(m.component, prometheus.GaugeValue, *c.Score, r.Region, c.Name)
 			}
 		}
 	}
+}
+
+var (
+	readinessStates = []ReadinessState{StateReady, StateDegraded, StateNotReady, StateUnknown}
+	readinessGates       = []string{GateCapacity, GatePageBurn, GateReplicationLag, GateReplicationBroke, GateWorkloadMissing}
+)
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

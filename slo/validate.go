@@ -95,3 +95,7 @@ func renderQuery(tmpl, window string) (string, error) {
 	}
 	return out, nil
 }
+
+// RenderQuery substitutes window (e.g. "5m") for "{{.window}}" in an SLO query template, the
+// way the engine and the rule generator both read the spec.
+func RenderQuery(tmpl, window string) (string, error) { return renderQuery(tmpl, window) }
