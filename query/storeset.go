@@ -150,7 +150,7 @@ func NewStoreSet(logger *slog.Logger, reg prometheus.Registerer, opts StoreSetOp
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.metrics.up, s.metrics.probeErrors, s.metrics.stores} {
+		for _, c := range []prometheus.Collector{s.metrics.up, s.metrics.probeErrors, s.metrics.stores, newStoreStatusCollector(s)} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register store set metrics: %w", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,14 @@ func TestStoreSetKeepsDownStoreUnhealthy(t *testing.T) {
 	require.Equal(t, int64(200), got.MaxTime)
 	require.False(t, got.LastCheck.IsZero())
 	require.Equal(t, 1.0, testutil.ToFloat64(set.metrics.up.WithLabelValues(st.addr)))
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP meridian_query_store_healthy 1 when the store answered its last Info probe, 0 when not; region is the store's region label (empty before its first answer).
+# TYPE meridian_query_store_healthy gauge
+meridian_query_store_healthy{region="eu-west-1",store="`+st.addr+`"} 1
+# HELP meridian_query_store_max_time_seconds Newest sample time the store announced in its last Info answer (Unix seconds); absent when it never answered or holds no data.
+# TYPE meridian_query_store_max_time_seconds gauge
+meridian_query_store_max_time_seconds{region="eu-west-1",store="`+st.addr+`"} 0.2
+`), "meridian_query_store_healthy", "meridian_query_store_max_time_seconds"))
 
 	st.srv.Stop()
 	require.Eventually(t, func() bool {
@@ -85,6 +94,11 @@ func TestStoreSetKeepsDownStoreUnhealthy(t *testing.T) {
 	require.Equal(t, []labels.Labels{labels.FromStrings("region", "eu-west-1")}, got.Labels)
 	require.Equal(t, 0.0, testutil.ToFloat64(set.metrics.up.WithLabelValues(st.addr)))
 	require.Positive(t, testutil.ToFloat64(set.metrics.probeErrors.WithLabelValues(st.addr)))
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP meridian_query_store_healthy 1 when the store answered its last Info probe, 0 when not; region is the store's region label (empty before its first answer).
+# TYPE meridian_query_store_healthy gauge
+meridian_query_store_healthy{region="eu-west-1",store="`+st.addr+`"} 0
+`), "meridian_query_store_healthy"))
 
 	// It stays in the accounting of every answer.
 	f := NewFanout(nil, nil, set, FanoutOptions{PartialResponse: true})
