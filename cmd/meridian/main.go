@@ -45,6 +45,7 @@ func run(args []string) int {
 		simulateCommand(app),
 		devCommand(app),
 		sloValidateCommand(app), sloStatusCommand(app),
+		rulesGenerateCommand(app),
 	}
 
 	selected, err := app.Parse(args)
