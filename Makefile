@@ -18,7 +18,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Packages whose code runs concurrently are tested with the race detector. dev/ runs
 # the whole product in one process: its tests take minutes under -race, so they run without it
 # (every component it wires is race-tested in its own package).
-RACE_PKGS := ./ingest/... ./query/... ./internal/storeapi/... ./internal/labelindex/... ./internal/faultproxy/... ./internal/simulate/... ./slo/...
+RACE_PKGS := ./ingest/... ./query/... ./internal/storeapi/... ./internal/labelindex/... ./internal/faultproxy/... ./internal/simulate/... ./slo/... ./rules/...
 
 .PHONY: all build thanos test vet unit e2e run bench lint fuzz deps clean
 
@@ -49,7 +49,7 @@ vet:
 
 unit:
 	$(GO) test $(GOTAGS) -race -timeout 20m $(RACE_PKGS)
-	$(GO) test $(GOTAGS) -timeout 20m $$($(GO) list $(GOTAGS) ./... | grep -v -e /ingest -e /query -e /internal/storeapi -e /internal/labelindex -e /internal/faultproxy -e /internal/simulate -e /slo -e /e2e)
+	$(GO) test $(GOTAGS) -timeout 20m $$($(GO) list $(GOTAGS) ./... | grep -v -e /ingest -e /query -e /internal/storeapi -e /internal/labelindex -e /internal/faultproxy -e /internal/simulate -e /slo -e /rules -e /e2e)
 
 e2e: deps build thanos
 	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/grafana/regexp"
@@ -59,6 +60,15 @@ type APIOptions struct {
 	CORSOrigin *regexp.Regexp
 }
 
+// RuleSource is what /api/v1/rules, /api/v1/alerts and /api/v1/alertmanagers show: the rule
+// groups of the ruler running in the querier's process and the Alertmanagers it sends to.
+// Prometheus's own handlers render them, so Grafana's alert list and the Prometheus UI read
+// them as they read a Prometheus's.
+type RuleSource interface {
+	v1.RulesRetriever
+	v1.AlertmanagerRetriever
+}
+
 // API is the querier's HTTP surface: Prometheus's /api/v1 (served by Prometheus's own web/api/v1
 // package so that Grafana and other clients see exactly Prometheus's behaviour, error types and
 // status codes included), plus /api/v1/stores, /-/healthy, /-/ready and /metrics.
@@ -70,6 +80,18 @@ type API struct {
 	build   buildInfo
 	// compress gzips answers for clients that accept it, from pooled writers.
 	compress func(http.Handler) http.HandlerFunc
+	// rules is the RuleSource set by ServeRules; nil serves no rules and no Alertmanagers.
+	rules atomic.Pointer[RuleSource]
+}
+
+// ServeRules makes /api/v1/rules, /api/v1/alerts and /api/v1/alertmanagers answer from src.
+func (a *API) ServeRules(src RuleSource) { a.rules.Store(&src) }
+
+func (a *API) ruleSource() RuleSource {
+	if p := a.rules.Load(); p != nil && *p != nil {
+		return *p
+	}
+	return noRules{}
 }
 
 // responseCompressionMinSize is the answer size below which the API answers uncompressed: a
@@ -130,7 +152,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 		emptyExemplarQueryable{},
 		func(_ context.Context) v1.ScrapePoolsRetriever { return noScrapes{} },
 		func(_ context.Context) v1.TargetRetriever { return noScrapes{} },
-		func(_ context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
+		func(_ context.Context) v1.AlertmanagerRetriever { return a.ruleSource() },
 		func() config.Config { return config.DefaultConfig },
 		opts.Flags,
 		v1.GlobalURLOptions{},
@@ -139,7 +161,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 		"",
 		false, // no admin endpoints: there is no local TSDB to administer
 		opts.Logger,
-		func(_ context.Context) v1.RulesRetriever { return noRules{} },
+		func(_ context.Context) v1.RulesRetriever { return a.ruleSource() },
 		0,       // remote read: no sample limit
 		1,       // remote read: concurrency
 		1048576, // remote read: max bytes per frame, Prometheus's default

@@ -25,8 +25,9 @@ import (
 )
 
 // This file holds what Prometheus's web/api/v1 needs besides a queryable and an engine. The
-// querier scrapes nothing, sends no alerts (yet: the ruler will provide rules and alerts) and has
-// no local TSDB, so those endpoints answer with well-formed empty results.
+// querier scrapes nothing and has no TSDB to administer, so those endpoints answer with
+// well-formed empty results. Rules, alerts and Alertmanagers come from the ruler when one runs
+// in the process (API.ServeRules); without one they are empty too.
 
 // fallbackPrometheusVersion is the Prometheus release whose PromQL engine and API this module
 // embeds (module v0.309.1 is Prometheus 3.9.1); used only when the binary carries no module
@@ -149,12 +150,11 @@ func (noScrapes) ScrapePoolConfig(string) (*config.ScrapeConfig, error) {
 	return nil, errors.New("meridian query scrapes no targets")
 }
 
-type noAlertmanagers struct{}
-
-func (noAlertmanagers) Alertmanagers() []*url.URL        { return nil }
-func (noAlertmanagers) DroppedAlertmanagers() []*url.URL { return nil }
-
+// noRules answers the rule and Alertmanager endpoints of a querier that runs no ruler.
 type noRules struct{}
+
+func (noRules) Alertmanagers() []*url.URL        { return nil }
+func (noRules) DroppedAlertmanagers() []*url.URL { return nil }
 
 func (noRules) RuleGroups() []*rules.Group           { return nil }
 func (noRules) AlertingRules() []*rules.AlertingRule { return nil }

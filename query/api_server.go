@@ -59,6 +59,10 @@ type ServerConfig struct {
 	// it so that /-/ready means its regions hold their backfill and the querier sees them.
 	Ready func() error
 
+	// LocalStores are TSDBs of this process read beside the store set (the ruler's): their
+	// series are answered by the HTTP API and the StoreAPI, but they are no region.
+	LocalStores []LocalStore
+
 	// Flags are served on /api/v1/status/flags.
 	Flags map[string]string
 }
@@ -71,9 +75,11 @@ type Server struct {
 
 	set    *StoreSet
 	fanout *Fanout
-	engine *promql.Engine
-	api    *API
-	router *route.Router
+	// queryable is the fan-out and the local stores together: what every endpoint reads.
+	queryable storage.Queryable
+	engine    *promql.Engine
+	api       *API
+	router    *route.Router
 
 	httpLis net.Listener
 	httpSrv *http.Server
@@ -103,6 +109,10 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 		return nil, fmt.Errorf("store set: %w", err)
 	}
 	s.fanout = NewFanout(cfg.Logger.With("component", "fanout"), cfg.Registerer, s.set, cfg.Fanout)
+	s.queryable = s.fanout
+	if len(cfg.LocalStores) > 0 {
+		s.queryable = withLocalStores{fanout: s.fanout, local: cfg.LocalStores}
+	}
 	feat := features.NewRegistry()
 	s.engine = NewEngine(cfg.Logger.With("component", "engine"), cfg.Registerer, feat, cfg.Engine)
 	if s.api, err = NewAPI(APIOptions{
@@ -110,7 +120,7 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 		Registerer: cfg.Registerer,
 		Gatherer:   cfg.Gatherer,
 		Engine:     s.engine,
-		Queryable:  s.fanout,
+		Queryable:  s.queryable,
 		Stores:     s.set.Stores,
 		Ready:      s.ready,
 		Flags:      cfg.Flags,
@@ -166,7 +176,7 @@ func (s *Server) newStoreAPIServer() (err error) {
 	if s.cfg.ExternalLabels.IsEmpty() {
 		opts.LabelSets = s.storesLabelSets
 	}
-	srv, err := storeapi.NewServer(storeapi.FromQueryable(s.fanout), opts)
+	srv, err := storeapi.NewServer(storeapi.FromQueryable(s.queryable), opts)
 	if err != nil {
 		return fmt.Errorf("storeapi server: %w", err)
 	}
@@ -182,10 +192,17 @@ func (s *Server) newStoreAPIServer() (err error) {
 	return nil
 }
 
-// storesTimeRange announces the union of the healthy stores' time ranges; nothing at all when
-// no store is healthy, so that a querier above prunes this one instead of waiting on it.
+// storesTimeRange announces the union of the healthy stores' and the local stores' time ranges;
+// nothing at all when there is none, so that a querier above prunes this one instead of waiting
+// on it.
 func (s *Server) storesTimeRange() (int64, int64) {
 	mint, maxt := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, l := range s.cfg.LocalStores {
+		lmin, lmax := l.TimeRange()
+		if lmin <= lmax {
+			mint, maxt = min(mint, lmin), max(maxt, lmax)
+		}
+	}
 	for _, st := range s.set.Stores() {
 		if !st.Healthy {
 			continue
@@ -203,6 +220,9 @@ func (s *Server) storesTimeRange() (int64, int64) {
 // neither this querier nor one above prunes it away.
 func (s *Server) storesLabelSets() []labels.Labels {
 	var out []labels.Labels
+	for _, l := range s.cfg.LocalStores {
+		out = append(out, l.ExternalLabels())
+	}
 	for _, st := range s.set.Stores() {
 		if len(st.Labels) == 0 {
 			out = append(out, labels.EmptyLabels())
@@ -232,8 +252,12 @@ func (s *Server) GRPCAddr() string {
 // StoreSet is the querier's store set (for readiness and status in the same process).
 func (s *Server) StoreSet() *StoreSet { return s.set }
 
-// Queryable is the fan-out over the store set.
-func (s *Server) Queryable() storage.Queryable { return s.fanout }
+// Queryable is the fan-out over the store set, with the local stores beside it.
+func (s *Server) Queryable() storage.Queryable { return s.queryable }
+
+// ServeRules makes /api/v1/rules, /api/v1/alerts and /api/v1/alertmanagers answer from src (the
+// ruler); call it before Run.
+func (s *Server) ServeRules(src RuleSource) { s.api.ServeRules(src) }
 
 // Engine is the querier's PromQL engine, for in-process evaluation (SLO engine, ruler).
 func (s *Server) Engine() *promql.Engine { return s.engine }

@@ -49,6 +49,7 @@ func queryCommand(app *kingpin.Application) subcommand {
 	extLabels := cmd.Flag("label", "External label name=value (or name=\"value\") added by the querier's StoreAPI to every series. Repeatable; without any, the StoreAPI announces its stores' label sets, as Thanos Query does.").PlaceHolder("NAME=VALUE").Strings()
 	sloConfig := cmd.Flag("slo.config", "Meridian SLO and readiness configuration file; enables /api/v1/slos, /api/v1/readiness, /readiness/<region> and their metrics.").PlaceHolder("FILE").String()
 	sloInterval := cmd.Flag("slo.evaluation-interval", "How often SLOs and failover readiness are evaluated.").Default("30s").Duration()
+	rf := rulerFlagsOf(cmd)
 
 	return subcommand{cmd: cmd, run: func(ctx context.Context, logger *slog.Logger) error {
 		var ext labels.Labels
@@ -68,6 +69,15 @@ func queryCommand(app *kingpin.Application) subcommand {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			versioncollector.NewCollector("meridian"),
 		)
+		var local []query.LocalStore
+		store, err := rf.openStore(logger, reg)
+		if err != nil {
+			return err
+		}
+		if store != nil {
+			defer func() { _ = store.Close() }()
+			local = append(local, store)
+		}
 		srv, err := query.NewServer(query.ServerConfig{
 			Logger:     logger,
 			Registerer: reg,
@@ -96,6 +106,7 @@ func queryCommand(app *kingpin.Application) subcommand {
 			GRPCAddress:    *grpcAddr,
 			GRPCServerTLS:  serverTLS,
 			ExternalLabels: ext,
+			LocalStores:    local,
 			Flags:          flagValues(app, cmd),
 		})
 		if err != nil {
@@ -105,6 +116,16 @@ func queryCommand(app *kingpin.Application) subcommand {
 		defer cancel()
 		var g oklogrun.Group
 		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
+		if store != nil {
+			ruler, err := rf.newRuler(logger, reg, srv, store)
+			if err != nil {
+				return err
+			}
+			srv.ServeRules(ruler)
+			ruler.Register(srv.Router())
+			g.Add(func() error { return ruler.Run(ctx) }, func(error) { cancel() })
+			g.Add(func() error { return ruler.ReloadOnSignal(ctx) }, func(error) { cancel() })
+		}
 		if *sloConfig != "" {
 			q := slo.NewEngineQuerier(srv.Engine(), srv.Queryable())
 			svc, err := slo.LoadService(logger, reg, *sloConfig, q, storeHealth{set: srv.StoreSet()}, slo.ServiceOptions{Interval: *sloInterval})
