@@ -178,8 +178,10 @@ func TestRulerSelfRecordsTheQueriersMetrics(t *testing.T) {
 		require.Contains(t, k, `ruler="global"`)
 	}
 	// Histograms in their classic form, and the scrape's own series.
-	buckets, _ := f.instant(t, `meridian_query_store_request_duration_seconds_bucket{le="+Inf"}`)
-	require.NotEmpty(t, buckets)
+	require.Eventually(t, func() bool {
+		buckets, _ := f.instant(t, `meridian_query_http_request_duration_seconds_bucket{le="+Inf", handler="/api/v1/query"}`)
+		return len(buckets) == 1
+	}, 10*time.Second, 50*time.Millisecond)
 	up, _ := f.instant(t, `up{job="meridian-query"}`)
 	require.Len(t, up, 1)
 	// The rule manager's own metrics are recorded too.
