@@ -21,6 +21,8 @@ const (
 	alertRegionDataStale     = "MeridianRegionDataStale"
 	alertShipperFailing      = "MeridianBlockUploadsFailing"
 	alertRuleEvaluationFails = "MeridianRuleEvaluationFailures"
+
+	recordNewestSample = "meridian:region_newest_sample:timestamp_seconds"
 )
 
 func (g *generator) platformGroup() (rulefmt.RuleGroup, error) {
@@ -59,14 +61,14 @@ func (g *generator) platformGroup() (rulefmt.RuleGroup, error) {
 		},
 		{
 			Alert: alertRegionDataStale,
-			Expr:  `time() - max by (region) (meridian_query_store_max_time_seconds{region!=""}) > 600`,
+			Expr:  `time() - max by (region) (max_over_time(` + recordNewestSample + `[6h])) > 600`,
 			For:   model.Duration(time.Minute),
 			Labels: map[string]string{
 				"severity": "page",
 			},
 			Annotations: map[string]string{
 				"summary":     "The newest sample of {{ $labels.region }} is {{ $value | humanizeDuration }} old.",
-				"description": "No store of region {{ $labels.region }} holds a sample newer than {{ $value | humanizeDuration }}: global queries, SLOs and readiness see the region as it was then. The region's Prometheus or its remote write to Meridian has stopped.",
+				"description": "The newest sample Meridian holds from region {{ $labels.region }} is {{ $value | humanizeDuration }} old: global queries, SLOs and readiness see the region as it was then. The region's Prometheus or its remote write to Meridian has stopped.",
 			},
 		},
 		{
@@ -103,7 +105,12 @@ func (g *generator) platformGroup() (rulefmt.RuleGroup, error) {
 	for i := range rules {
 		rules[i].Annotations["runbook_url"] = g.runbook(anchorOf(rules[i].Alert))
 	}
-	return rulefmt.RuleGroup{Name: "meridian-platform", Rules: rules}, nil
+	// The newest sample of each region, kept as a recorded series so that the staleness alert
+	// still sees a region whose series went stale. Every Prometheus scrapes, so the timestamp of
+	// its newest up sample is when the region last delivered data (the ingest node's StoreAPI
+	// announces an open-ended time range, as Thanos Receive does, so Info cannot tell).
+	newest := rulefmt.Rule{Record: recordNewestSample, Expr: `max by (region) (timestamp(up))`}
+	return rulefmt.RuleGroup{Name: "meridian-platform", Rules: append([]rulefmt.Rule{newest}, rules...)}, nil
 }
 
 // regionMissingRule alerts for every configured region without a healthy store:
