@@ -24,6 +24,7 @@ import (
 	"github.com/meridian-obs/meridian/internal/faultproxy"
 	"github.com/meridian-obs/meridian/internal/simulate"
 	"github.com/meridian-obs/meridian/query"
+	"github.com/meridian-obs/meridian/rules"
 	"github.com/meridian-obs/meridian/slo"
 )
 
@@ -73,6 +74,12 @@ type Config struct {
 	ProbeInterval time.Duration
 	// Faults are applied at start, after the regions are built and before anything is served.
 	Faults []Fault
+	// Alertmanagers receive the ruler's alerts (URLs, API v2); none by default: the alerts
+	// are on /api/v1/alerts.
+	Alertmanagers []string
+	// AlertFor overrides the "for" of generated alerts by name (rules.Options.For), e.g. to
+	// see a readiness alert fire without waiting its 10 minutes.
+	AlertFor map[string]time.Duration
 	// Flags are served on /api/v1/status/flags.
 	Flags map[string]string
 }
@@ -90,7 +97,11 @@ type Env struct {
 	querier *query.Server
 	service *slo.Service
 	chaos   *chaos
-	ready   chan struct{}
+	// ruleStore, ruler and ruleDir are the global ruler (see ruler.go).
+	ruleStore *rules.Store
+	ruler     *rules.Ruler
+	ruleDir   string
+	ready     chan struct{}
 	// pending holds the regions waitReady last found not ready, told by /-/ready.
 	pending atomic.Pointer[[]string]
 
@@ -149,7 +160,13 @@ func New(cfg Config) (_ *Env, err error) {
 	if err := e.buildRegions(); err != nil {
 		return nil, err
 	}
+	if err := e.openRuleStore(); err != nil {
+		return nil, err
+	}
 	if err := e.buildQuerier(reg, sloCfg, slos); err != nil {
+		return nil, err
+	}
+	if err := e.buildRuler(reg, sloCfg, slos); err != nil {
 		return nil, err
 	}
 	e.chaos = &chaos{logger: cfg.Logger.With("component", "chaos"), sim: e.sim, regions: e.regions}
@@ -278,6 +295,7 @@ func (e *Env) buildQuerier(reg *prometheus.Registry, sloCfg *slo.Config, slos []
 			RegionLabel:          RegionLabel,
 		},
 		HTTPAddress: e.cfg.HTTPAddress,
+		LocalStores: []query.LocalStore{e.ruleStore},
 		Ready:       e.readiness,
 		Flags:       e.cfg.Flags,
 	})
@@ -336,6 +354,9 @@ func (e *Env) Run(ctx context.Context) error {
 		close(e.ready)
 		return e.service.Run(sloCtx)
 	}, func(error) { stopSLO() })
+
+	rulerCtx, stopRuler := context.WithCancel(context.Background())
+	g.Add(func() error { return e.runRuler(rulerCtx) }, func(error) { stopRuler() })
 
 	err := g.Run()
 	e.logger.Info("meridian dev stopped", "uptime", time.Since(e.start).Round(time.Second))
@@ -436,6 +457,11 @@ func (e *Env) cleanup() { e.cleanupOnce.Do(e.release) }
 
 func (e *Env) release() {
 	var errs []error
+	if e.ruleStore != nil {
+		if err := e.ruleStore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ruler store: %w", err))
+		}
+	}
 	for _, r := range e.regions {
 		if err := r.proxy.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close fault proxy of %s: %w", r.name, err))

@@ -22,7 +22,9 @@ type Info struct {
 	DataDir string
 	// TemporaryDataDir is true when DataDir is removed on exit.
 	TemporaryDataDir bool
-	Regions          []RegionInfo
+	// RuleDir holds the rule files generated from the configuration, evaluated by the ruler.
+	RuleDir string
+	Regions []RegionInfo
 }
 
 // RegionInfo is where one region answers.
@@ -43,6 +45,7 @@ func (e *Env) Info() Info {
 		ConfigFile:       e.configPath,
 		DataDir:          e.cfg.DataDir,
 		TemporaryDataDir: e.tempDir,
+		RuleDir:          e.ruleDir,
 	}
 	for _, r := range e.regions {
 		info.Regions = append(info.Regions, RegionInfo{
@@ -78,8 +81,12 @@ func WriteBanner(w io.Writer, info Info, binary string) error {
 	fmt.Fprintf(tw, "  SLOs\t%s%s\n", q, slo.SLOAPIPath)
 	fmt.Fprintf(tw, "  Failover readiness\t%s%s\n", q, slo.ReadinessAPIPath)
 	fmt.Fprintf(tw, "  Readiness health check per region\t%s%s<region>\n", q, slo.ReadinessHealthPath)
+	fmt.Fprintf(tw, "  Rules and alerts (global ruler)\t%s/api/v1/rules, %s/api/v1/alerts\n", q, q)
 	fmt.Fprintf(tw, "  Chaos controls\t%s%s\n", q, ChaosPath)
 	fmt.Fprintf(tw, "  Configuration\t%s\n", info.ConfigFile)
+	if info.RuleDir != "" {
+		fmt.Fprintf(tw, "  Rule files (generated from it)\t%s\n", info.RuleDir)
+	}
 	dir := info.DataDir
 	if info.TemporaryDataDir {
 		dir += " (removed on exit)"

@@ -13,6 +13,7 @@ func TestBannerPrintsURLsAndCommandsForTheInvokedBinary(t *testing.T) {
 		ConfigFile:       "/tmp/meridian dev/config/meridian.yml",
 		DataDir:          "/tmp/meridian dev",
 		TemporaryDataDir: true,
+		RuleDir:          "/tmp/meridian dev/rules",
 		Regions: []RegionInfo{
 			{Name: "eu-west-1", RemoteWriteURL: "http://127.0.0.1:40001/api/v1/write", StoreAPI: "127.0.0.1:40003", DirectStoreAPI: "127.0.0.1:40002"},
 			{Name: "us-east-1", RemoteWriteURL: "http://127.0.0.1:40011/api/v1/write", StoreAPI: "127.0.0.1:40013", DirectStoreAPI: "127.0.0.1:40012"},
@@ -26,6 +27,8 @@ func TestBannerPrintsURLsAndCommandsForTheInvokedBinary(t *testing.T) {
 		"http://127.0.0.1:9090/api/v1/readiness",
 		"http://127.0.0.1:9090/readiness/<region>",
 		"http://127.0.0.1:9090/dev/regions",
+		"http://127.0.0.1:9090/api/v1/alerts",
+		"/tmp/meridian dev/rules\n",
 		"/tmp/meridian dev (removed on exit)",
 		"http://127.0.0.1:40001/api/v1/write",
 		"127.0.0.1:40013",

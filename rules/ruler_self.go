@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +19,13 @@ import (
 	"github.com/prometheus/prometheus/storage"
 )
 
-// ownMetricPrefix marks the querier's own metric families (meridian_query_*, meridian_slo_*,
-// meridian_failover_*, meridian_rule_*): only the querier exports them, so rules read them
-// from the ruler's store alone (see ruleQueryable). Families every process exports (go_*,
-// process_*) are recorded too, but read from every store like any other metric.
-const ownMetricPrefix = "meridian_"
+// ownMetricPrefixes mark the querier's own metric families (meridian_query_*, meridian_slo_*,
+// meridian_failover_*, meridian_rule_*) and its ruler's (the rule manager's and the notifier's):
+// rules read them from the ruler's store alone (see ruleQueryable), so that the alerts about
+// the querier and the ruler themselves (a store down, rule evaluations failing) evaluate while
+// a region is missing. Families every process exports (go_*, process_*) are recorded too, but
+// read from every store like any other metric.
+var ownMetricPrefixes = []string{"meridian_", "prometheus_rule_", "prometheus_notifications_"}
 
 // selfRecorder appends a gather of the querier's registry into the ruler's store, as a
 // Prometheus scraping the querier would: the same series names (histograms and summaries in
@@ -48,7 +51,7 @@ func newSelfRecorder(g prometheus.Gatherer, app storage.Appendable, job, instanc
 // owns tells whether name is a series name of one of the querier's own metric families, as of
 // the last gather.
 func (s *selfRecorder) owns(name string) bool {
-	if !strings.HasPrefix(name, ownMetricPrefix) {
+	if !slices.ContainsFunc(ownMetricPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
 		return false
 	}
 	s.mu.RLock()
