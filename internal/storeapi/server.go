@@ -1,5 +1,6 @@
 // Package storeapi serves the Thanos StoreAPI Store and Info gRPC services over a Prometheus
-// storage.ChunkQueryable.
+// storage.ChunkQueryable, and Thanos's Metadata and Exemplars services over a metadata and an
+// exemplar source.
 //
 // A store's server has external labels: every series gets them (they override a series' own
 // label of the same name, as in Thanos), so a querier can tell regions apart and prune stores.
@@ -27,7 +28,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/thanos-io/thanos/pkg/exemplars/exemplarspb"
 	"github.com/thanos-io/thanos/pkg/info/infopb"
+	"github.com/thanos-io/thanos/pkg/metadata/metadatapb"
 	"github.com/thanos-io/thanos/pkg/store/labelpb"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
 	"google.golang.org/grpc"
@@ -71,6 +74,12 @@ type Options struct {
 	// the token is sent with the answer, so that a querier may keep the answer until such a
 	// change.
 	LabelVersion func(mint, maxt int64) (token string, ok bool)
+	// Metadata, when set, is served as Thanos's Metadata service and announced in Info, so that
+	// Thanos Query and Meridian's querier ask this store for /api/v1/metadata.
+	Metadata MetadataSource
+	// Exemplars, when set, is served as Thanos's Exemplars service and announced in Info; the
+	// series labels of exemplars get the external labels, as those of Series do.
+	Exemplars ExemplarSource
 	// Logger receives storage errors; nil discards them.
 	Logger *slog.Logger
 	// Registerer, when set, receives the server's metrics.
@@ -90,6 +99,8 @@ type Server struct {
 	componentType  string
 	requestContext func(context.Context, bool) context.Context
 	labelVersion   func(int64, int64) (string, bool)
+	metadata       MetadataSource
+	exemplars      ExemplarSource
 	maxFrameBytes  int
 	logger         *slog.Logger
 	metrics        *metrics
@@ -122,6 +133,8 @@ func NewServer(q storage.ChunkQueryable, opts Options) (*Server, error) {
 		componentType:  opts.ComponentType,
 		requestContext: opts.RequestContext,
 		labelVersion:   opts.LabelVersion,
+		metadata:       opts.Metadata,
+		exemplars:      opts.Exemplars,
 		maxFrameBytes:  opts.MaxFrameBytes,
 		logger:         opts.Logger,
 		shardBuffers: sync.Pool{New: func() any {
@@ -165,10 +178,17 @@ func validateExternalLabels(ext labels.Labels) error {
 	return err
 }
 
-// Register registers the Store and Info services on g.
+// Register registers the Store and Info services on g, and the Metadata and Exemplars services
+// when the options have their sources.
 func (s *Server) Register(g *grpc.Server) {
 	storepb.RegisterStoreServer(g, s)
 	infopb.RegisterInfoServer(g, s)
+	if s.metadata != nil {
+		metadatapb.RegisterMetadataServer(g, metadataServer{s: s, src: s.metadata})
+	}
+	if s.exemplars != nil {
+		exemplarspb.RegisterExemplarsServer(g, exemplarsServer{s: s, src: s.exemplars})
+	}
 }
 
 // ExternalLabels returns a copy of the labels the server adds to every series; none for a
@@ -189,6 +209,8 @@ func (s *Server) announcedLabelSets() []labels.Labels {
 // Info announces the label sets, the time range and the StoreAPI capabilities, which is what a
 // Thanos or Meridian querier needs to add the server to its store set and prune it. As Thanos
 // does, a querier announces one TSDB per label set of its stores, here with its whole range.
+// The Metadata and Exemplars services are announced when served, as Thanos's sidecar and
+// Receive announce theirs (exemplars over the store's time range).
 func (s *Server) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse, error) {
 	mint, maxt := s.timeRange()
 	lsets := labelpb.ZLabelSetsFromPromLabels(s.announcedLabelSets()...)
@@ -196,7 +218,7 @@ func (s *Server) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoRespons
 	for i, ls := range lsets {
 		tsdbs[i] = infopb.TSDBInfo{Labels: ls, MinTime: mint, MaxTime: maxt}
 	}
-	return &infopb.InfoResponse{
+	resp := &infopb.InfoResponse{
 		LabelSets:     lsets,
 		ComponentType: s.componentType,
 		Store: &infopb.StoreInfo{
@@ -206,7 +228,14 @@ func (s *Server) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoRespons
 			SupportsWithoutReplicaLabels: true,
 			TsdbInfos:                    tsdbs,
 		},
-	}, nil
+	}
+	if s.metadata != nil {
+		resp.MetricMetadata = &infopb.MetricMetadataInfo{}
+	}
+	if s.exemplars != nil {
+		resp.Exemplars = &infopb.ExemplarsInfo{MinTime: mint, MaxTime: maxt}
+	}
+	return resp, nil
 }
 
 // callContext derives the context of one call from the request.
