@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 )
@@ -15,15 +17,18 @@ import (
 type countingAppendable struct {
 	db      storage.Appendable
 	metrics *metrics
+	meta    *metadataStore // receives series metadata on commit
 }
 
 func (a countingAppendable) Appender(ctx context.Context) storage.Appender {
-	return &countingAppender{Appender: a.db.Appender(ctx), metrics: a.metrics}
+	return &countingAppender{Appender: a.db.Appender(ctx), metrics: a.metrics, meta: a.meta, notes: writeNotesFrom(ctx)}
 }
 
 type countingAppender struct {
 	storage.Appender
 	metrics  *metrics
+	meta     *metadataStore
+	notes    *writeNotes // the request's; nil outside a request
 	appended int
 }
 
@@ -37,6 +42,30 @@ func (a *countingAppender) AppendHistogram(ref storage.SeriesRef, l labels.Label
 	ref, err := a.Appender.AppendHistogram(ref, l, t, h, fh)
 	a.count(err)
 	return ref, err
+}
+
+// AppendExemplar stores an exemplar after checking its labels, and counts and notes the
+// exemplars refused (see noteExemplarError).
+func (a *countingAppender) AppendExemplar(ref storage.SeriesRef, l labels.Labels, e exemplar.Exemplar) (storage.SeriesRef, error) {
+	if err := checkExemplar(e); err != nil {
+		a.noteExemplarError(l, e, err)
+		return ref, err
+	}
+	ref, err := a.Appender.AppendExemplar(ref, l, e)
+	if err != nil {
+		a.noteExemplarError(l, e, err)
+		return ref, err
+	}
+	a.metrics.exemplarsAppended.Inc()
+	return ref, nil
+}
+
+// UpdateMetadata keeps a series' metadata (RW2 carries it inline) in the node's metadata
+// store once the request commits, under the series' metric family. The TSDB is not told:
+// nothing reads metadata from it.
+func (a *countingAppender) UpdateMetadata(ref storage.SeriesRef, l labels.Labels, m metadata.Metadata) (storage.SeriesRef, error) {
+	a.noteMetadata(l, m)
+	return ref, nil
 }
 
 func (a *countingAppender) count(err error) {
@@ -53,6 +82,7 @@ func (a *countingAppender) Commit() error {
 		return err
 	}
 	a.metrics.samplesAppended.Add(float64(a.appended))
+	a.commitMetadata()
 	return nil
 }
 

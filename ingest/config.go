@@ -15,6 +15,14 @@ import (
 // It equals the decompressed limit Prometheus's own receiver enforces.
 const DefaultMaxBodySize = 32 << 20
 
+// DefaultMaxExemplars is the --tsdb.max-exemplars default: Prometheus's default size of its
+// exemplar storage (storage.exemplars.max_exemplars). Thanos Receive's flag defaults to 0,
+// exemplar storage off; Meridian keeps exemplars by default, since a region's Prometheus that
+// sends them expects them back (Grafana's links from a graph to a trace). The storage is a
+// circular buffer of this many exemplars across all series, allocated when the TSDB opens
+// (about 8 MiB at the default).
+const DefaultMaxExemplars = 100_000
+
 // DefaultBlockDuration is the span of the blocks the head is compacted into, as in Prometheus.
 const DefaultBlockDuration = 2 * time.Hour
 
@@ -47,6 +55,11 @@ type Config struct {
 	// MaxBodySize limits a remote-write body in bytes, before and after snappy decompression.
 	// Larger bodies get 413. Zero means DefaultMaxBodySize.
 	MaxBodySize int64
+	// MaxExemplars is the size of the TSDB's exemplar storage (a circular buffer across all
+	// series, kept in the WAL). Zero turns exemplar storage off: remote-written exemplars are
+	// dropped, and the node serves no Exemplars API. The command's flag defaults to
+	// DefaultMaxExemplars.
+	MaxExemplars int64
 }
 
 // GRPCTLSConfig names the PEM files of the StoreAPI server's TLS set-up, as Thanos's
@@ -91,6 +104,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("block duration %s is negative", c.BlockDuration)
 	case c.MaxBodySize < 0:
 		return fmt.Errorf("max body size %d is negative", c.MaxBodySize)
+	case c.MaxExemplars < 0:
+		return fmt.Errorf("max exemplars %d is negative", c.MaxExemplars)
 	}
 	t := c.GRPCTLS
 	if (t.CertFile == "") != (t.KeyFile == "") {

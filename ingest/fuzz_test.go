@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 )
@@ -42,6 +43,21 @@ func FuzzDecodeWriteRequest(f *testing.F) {
 	raw, err := rw2Meta.Marshal()
 	require.NoError(f, err)
 	f.Add(raw, true, true)
+	// Metadata and exemplars, good and bad, so that the fuzzer explores their decoding too.
+	lat := series{labels: lbls("__name__", "latency_seconds_bucket", "le", "1"), samples: samplesAt(now, 1, 1)}
+	for _, c := range []struct {
+		body []byte
+		v2   bool
+	}{
+		{rw1With(f, lat, []prompb.Exemplar{{Labels: lbls("trace_id", "a"), Value: 1, Timestamp: now}, {Labels: lbls("\xff", "b"), Value: 1, Timestamp: now}},
+			prompb.MetricMetadata{Type: prompb.MetricMetadata_HISTOGRAM, MetricFamilyName: "latency_seconds", Help: "Latency.", Unit: "seconds"},
+			prompb.MetricMetadata{Type: 99, Help: "\xff"}), false},
+		{rw2With(f, lat, writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM}, "Latency.", "seconds", map[string]prompb.Sample{"t": {Value: 1, Timestamp: now}}), true},
+	} {
+		raw, err := snappy.Decode(nil, c.body)
+		require.NoError(f, err)
+		f.Add(raw, c.v2, true)
+	}
 	f.Add([]byte("not a remote write body"), false, false)
 
 	cfg := Config{
@@ -50,6 +66,7 @@ func FuzzDecodeWriteRequest(f *testing.F) {
 		HTTPAddress:    "127.0.0.1:0",
 		GRPCAddress:    "127.0.0.1:0",
 		MaxBodySize:    1 << 20,
+		MaxExemplars:   1000,
 	}
 	node, err := New(testLogger(), prometheus.NewRegistry(), cfg)
 	require.NoError(f, err)

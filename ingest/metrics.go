@@ -15,7 +15,13 @@ type metrics struct {
 	requests         *prometheus.CounterVec
 	requestDuration  *prometheus.HistogramVec
 	walReplay        prometheus.Gauge
-	ready            prometheus.Gauge
+
+	exemplarsAppended prometheus.Counter
+	exemplarsRejected *prometheus.CounterVec
+	metadataReceived  prometheus.Counter
+	metadataRejected  *prometheus.CounterVec
+
+	ready prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,6 +54,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			NativeHistogramBucketFactor:    1.1,
 			NativeHistogramMaxBucketNumber: 100,
 		}, []string{"code"}),
+		exemplarsAppended: f.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_ingest_exemplars_appended_total",
+			Help: "Remote-write exemplars handed to the TSDB's exemplar storage (none when --tsdb.max-exemplars is 0).",
+		}),
+		exemplarsRejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_ingest_exemplars_rejected_total",
+			Help: "Remote-write exemplars not stored, by reason: invalid_labels, label_set_too_long (over OpenMetrics' 128 characters), out_of_order, invalid_exemplar.",
+		}, []string{"reason"}),
+		metadataReceived: f.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_ingest_metadata_received_total",
+			Help: "Valid metric metadata entries received over remote write (RW1 metadata messages, RW2 series metadata).",
+		}),
+		metadataRejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_ingest_metadata_rejected_total",
+			Help: "Remote-write metric metadata not kept, by reason: invalid_metadata, limit (the node keeps at most 100000 entries).",
+		}, []string{"reason"}),
 		walReplay: f.NewGauge(prometheus.GaugeOpts{
 			Name: "meridian_ingest_wal_replay_duration_seconds",
 			Help: "Time the TSDB took to open, WAL replay included, at the last start.",
@@ -59,6 +81,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, r := range []rejectReason{reasonInvalidLabels, reasonDuplicateLabels, reasonOutOfOrder, reasonTooOld, reasonOutOfBounds, reasonDuplicateSample, reasonInvalidSample, reasonRolledBack} {
 		m.samplesRejected.WithLabelValues(string(r))
+	}
+	for _, r := range []string{reasonExemplarInvalid, reasonExemplarTooLong, reasonExemplarOutOfOrder, reasonExemplarOther} {
+		m.exemplarsRejected.WithLabelValues(r)
+	}
+	for _, r := range []string{reasonMetadataInvalid, reasonMetadataStoreFull} {
+		m.metadataRejected.WithLabelValues(r)
 	}
 	for _, r := range []string{"too_large", "not_snappy", "malformed", "not_ready"} {
 		m.requestsRejected.WithLabelValues(r)

@@ -53,6 +53,7 @@ type Node struct {
 	handler        http.Handler
 
 	db     atomic.Pointer[tsdb.DB]
+	meta   *metadataStore
 	labels *labelindex.Tracker
 	// maxSeriesRef is the highest head series reference seen (the head numbers series in
 	// creation order): a series with a higher one is newer than any seen.
@@ -76,7 +77,7 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: logger, reg: reg, metrics: newMetrics(reg)}
+	n := &Node{cfg: cfg, logger: logger, reg: reg, metrics: newMetrics(reg), meta: newMetadataStore(nil)}
 	n.labels = labelindex.NewTracker(func() (labelindex.State, bool) {
 		db := n.db.Load()
 		if db == nil {
@@ -85,14 +86,19 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 		return labelindex.TSDBState(db), true
 	})
 
-	store, err := storeapi.NewServer(lazyQueryable{n}, storeapi.Options{
+	storeOpts := storeapi.Options{
 		ExternalLabels: cfg.ExternalLabels,
 		TimeRange:      n.timeRange,
 		ComponentType:  "receive",
 		LabelVersion:   n.labelVersion,
+		Metadata:       n.meta,
 		Logger:         logger,
 		Registerer:     reg,
-	})
+	}
+	if cfg.MaxExemplars > 0 {
+		storeOpts.Exemplars = storeapi.FromExemplarQueryable(lazyQueryable{n})
+	}
+	store, err := storeapi.NewServer(lazyQueryable{n}, storeOpts)
 	if err != nil {
 		return nil, fmt.Errorf("storeapi server: %w", err)
 	}
@@ -107,7 +113,7 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
 
-	n.handler = n.routes(newWriteHandler(logger, reg, nodeAppendable{n}, cfg.MaxBodySize, n.metrics))
+	n.handler = n.routes(newWriteHandler(logger, reg, nodeAppendable{n}, cfg.MaxBodySize, n.metrics, n.meta))
 	n.httpServer = &http.Server{
 		Handler:           n.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -216,6 +222,8 @@ func tsdbOptions(cfg Config) *tsdb.Options {
 	maxBlock := min(cfg.Retention/10, 31*24*time.Hour)
 	opts.MaxBlockDuration = max(maxBlock.Milliseconds(), opts.MinBlockDuration)
 	opts.WALCompression = walCompression
+	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
+	opts.MaxExemplars = cfg.MaxExemplars
 	return opts
 }
 
@@ -376,6 +384,14 @@ func (q lazyQueryable) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, err
 		return nil, errNotReady
 	}
 	return db.ChunkQuerier(mint, maxt)
+}
+
+func (q lazyQueryable) ExemplarQuerier(ctx context.Context) (storage.ExemplarQuerier, error) {
+	db := q.n.db.Load()
+	if db == nil {
+		return nil, errNotReady
+	}
+	return db.ExemplarQuerier(ctx)
 }
 
 func (n *Node) routes(write http.Handler) http.Handler {

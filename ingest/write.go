@@ -26,29 +26,36 @@ import (
 //   - turns the silent 2xx Prometheus gives RW1 requests with invalid or duplicate labels into a
 //     400 naming the series (the valid series of the request are stored, as with RW2 partial
 //     writes and Thanos Receive; the invalid ones never reach the TSDB),
+//   - keeps RW1 metadata messages and RW2 series metadata (metadata.go), and answers bad
+//     metadata and exemplars with a 400 naming them, the rest of the request being stored,
 //   - counts samples received and rejected by reason.
 type writeHandler struct {
 	logger  *slog.Logger
 	maxBody int64
 	next    http.Handler
 	metrics *metrics
+	meta    *metadataStore
 
 	buffers   sync.Pool // *[]byte for decompressed bodies
 	summaries sync.Pool // *writeSummary
+	notes     sync.Pool // *writeNotes
 }
 
 // acceptedMessages are the remote-write protocols the receiver speaks.
 var acceptedMessages = remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}
 
-func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.Appendable, maxBody int64, m *metrics) http.Handler {
+func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.Appendable, maxBody int64, m *metrics, meta *metadataStore) http.Handler {
 	h := &writeHandler{
 		logger:  logger,
 		maxBody: maxBody,
-		next:    remote.NewWriteHandler(logger, reg, countingAppendable{db: app, metrics: m}, acceptedMessages, false, false, false),
+		// appendMetadata: RW2 series metadata goes to UpdateMetadata, which keeps it in meta.
+		next:    remote.NewWriteHandler(logger, reg, countingAppendable{db: app, metrics: m, meta: meta}, acceptedMessages, false, false, true),
 		metrics: m,
+		meta:    meta,
 	}
 	h.buffers.New = func() any { return new([]byte) }
 	h.summaries.New = func() any { return new(writeSummary) }
+	h.notes.New = func() any { return new(writeNotes) }
 	return promhttp.InstrumentHandlerDuration(m.requestDuration, promhttp.InstrumentHandlerCounter(m.requests, h))
 }
 
@@ -112,8 +119,15 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sum := h.summaries.Get().(*writeSummary)
 	defer h.summaries.Put(sum)
 	sum.reset()
+	notes := h.notes.Get().(*writeNotes)
+	defer h.notes.Put(notes)
+	notes.reset()
+	r = r.WithContext(withWriteNotes(r.Context(), notes))
 	if msgType == remoteapi.WriteV1MessageType {
 		err = sum.scanV1(decoded)
+		if err == nil {
+			err = h.storeV1Metadata(decoded, notes)
+		}
 	} else {
 		err = sum.scanV2(decoded)
 	}
@@ -128,12 +142,24 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for reason, n := range sum.rejected {
 		h.metrics.samplesRejected.WithLabelValues(string(reason)).Add(float64(n))
 	}
-	if sum.nProblems == 0 {
-		h.next.ServeHTTP(w, r)
-		return
+	if sum.nProblems > 0 {
+		h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
 	}
-	h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
-	h.next.ServeHTTP(&badRequestWriter{ResponseWriter: w, msg: sum.problemText()}, r)
+	h.next.ServeHTTP(&badRequestWriter{ResponseWriter: w, msg: func() string { return h.problemText(sum, notes) }}, r)
+}
+
+// problemText is the 400 answer's reason for what a request had refused: series, metadata,
+// exemplars; empty when nothing was.
+func (h *writeHandler) problemText(sum *writeSummary, notes *writeNotes) string {
+	var series string
+	if sum.nProblems > 0 {
+		series = sum.problemText()
+	}
+	text := notes.text()
+	if text != "" {
+		h.logger.Warn("remote write with invalid metadata or exemplars", "problems", text)
+	}
+	return joinNonEmpty(series, text)
 }
 
 func (h *writeHandler) refuse(w http.ResponseWriter, reason string, code int, msg string) {
@@ -148,11 +174,12 @@ func (s *writeSummary) reset() {
 	s.problems = s.problems[:0]
 }
 
-// badRequestWriter replaces a success answer with 400 and msg; error answers of the wrapped
-// handler (which already name their reason) pass unchanged.
+// badRequestWriter replaces a success answer with 400 and msg, when msg (asked once the
+// wrapped handler has appended) is not empty; error answers of the wrapped handler (which
+// already name their reason) pass unchanged.
 type badRequestWriter struct {
 	http.ResponseWriter
-	msg      string
+	msg      func() string
 	decided  bool
 	replaced bool
 }
@@ -166,8 +193,13 @@ func (b *badRequestWriter) WriteHeader(code int) {
 		b.ResponseWriter.WriteHeader(code)
 		return
 	}
+	msg := b.msg()
+	if msg == "" {
+		b.ResponseWriter.WriteHeader(code)
+		return
+	}
 	b.replaced = true
-	http.Error(b.ResponseWriter, b.msg, http.StatusBadRequest)
+	http.Error(b.ResponseWriter, msg, http.StatusBadRequest)
 }
 
 func (b *badRequestWriter) Write(p []byte) (int, error) {
