@@ -89,6 +89,7 @@ type Ruler struct {
 	notifier *notifier.Manager
 	ams      []alertmanagerTarget
 	self     *selfRecorder
+	notify   promrules.NotifyFunc
 	metrics  *rulerMetrics
 	queryURL string
 
@@ -189,10 +190,11 @@ func NewRuler(opts RulerOptions) (*Ruler, error) {
 	if opts.SelfRecord {
 		r.self = newSelfRecorder(opts.Gatherer, opts.Store, opts.SelfJob, opts.SelfInstance, opts.Logger)
 	}
+	r.notify = promrules.SendAlerts(r.notifier, opts.QueryURL)
 	r.manager = promrules.NewManager(&promrules.ManagerOptions{
 		ExternalURL:     externalURL(opts.QueryURL),
 		QueryFunc:       r.queryFunc,
-		NotifyFunc:      promrules.SendAlerts(r.notifier, opts.QueryURL),
+		NotifyFunc:      r.notify,
 		Context:         context.Background(),
 		Appendable:      opts.Store,
 		Queryable:       opts.Store.LocalQueryable(),

@@ -50,10 +50,54 @@ type iterationKey struct{}
 func (r *Ruler) evalIteration(ctx context.Context, g *promrules.Group, ts time.Time) {
 	it := &iteration{}
 	promrules.DefaultEvalIterationFunc(context.WithValue(ctx, iterationKey{}, it), g, ts)
-	if it.missed() {
-		r.metrics.missingRegions.WithLabelValues(promrules.GroupKey(g.File(), g.Name()), r.opts.PartialResponseStrategy).Inc()
+	if !it.missed() {
+		return
+	}
+	r.metrics.missingRegions.WithLabelValues(promrules.GroupKey(g.File(), g.Name()), r.opts.PartialResponseStrategy).Inc()
+	for _, rule := range g.Rules() {
+		ar, ok := rule.(*promrules.AlertingRule)
+		if ok && errors.As(ar.LastError(), new(*regionsMissingError)) {
+			r.holdAlerts(ctx, ar, ts, g.Interval())
+		}
 	}
 }
+
+// holdAlerts re-sends the alerts of a rule whose evaluation was aborted for a missing region,
+// as they stood, the way the rule manager re-sends alerts it evaluated: Alertmanager resolves
+// an alert that is not re-sent before its end time (four evaluation intervals or resend
+// delays), so without this an outage of a region would resolve every firing alert that needs
+// it, which is what the abort strategy exists to prevent.
+func (r *Ruler) holdAlerts(ctx context.Context, ar *promrules.AlertingRule, ts time.Time, interval time.Duration) {
+	var alerts []*promrules.Alert
+	ar.ForEachActiveAlert(func(a *promrules.Alert) {
+		if a.State != promrules.StateFiring || !a.ResolvedAt.IsZero() {
+			return
+		}
+		if !a.LastSentAt.Add(r.opts.ResendDelay).Before(ts) {
+			return
+		}
+		a.LastSentAt = ts
+		a.ValidUntil = ts.Add(4 * max(interval, r.opts.ResendDelay))
+		held := *a
+		held.Labels = a.Labels.Copy()
+		alerts = append(alerts, &held)
+	})
+	if len(alerts) > 0 {
+		r.notify(ctx, ar.Query().String(), alerts...)
+	}
+}
+
+// regionsMissingError is a rule query that failed because regions did not answer (abort).
+type regionsMissingError struct {
+	regions []string
+	err     error
+}
+
+func (e *regionsMissingError) Error() string {
+	return fmt.Sprintf("regions %s missing, rule not evaluated (partial response strategy abort): %v", strings.Join(e.regions, ", "), e.err)
+}
+
+func (e *regionsMissingError) Unwrap() error { return e.err }
 
 // queryFunc evaluates a rule's expression at ts with the ruler's engine. Under the abort
 // strategy the fan-out runs with partial response off, so a query that misses a region fails,
@@ -76,7 +120,7 @@ func (r *Ruler) queryFunc(ctx context.Context, qs string, ts time.Time) (promql.
 	}
 	if res.Err != nil {
 		if len(regions) > 0 {
-			return nil, fmt.Errorf("regions %s missing, rule not evaluated (partial response strategy abort): %w", strings.Join(regions, ", "), res.Err)
+			return nil, &regionsMissingError{regions: regions, err: res.Err}
 		}
 		return nil, res.Err
 	}
