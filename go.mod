@@ -14,6 +14,12 @@ require (
 )
 
 require (
+	github.com/grafana/grafana-api-golang-client v0.27.0 // indirect
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22 // indirect
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+)
+
+require (
 	cloud.google.com/go/auth v0.17.0 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.8 // indirect
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
