@@ -343,6 +343,7 @@ func (e *Env) Run(ctx context.Context) error {
 			return e.sim.Push(pushCtx, r.name, r.remoteWriteURL(), e.cfg.Step)
 		}, func(error) { stopPush() })
 	}
+	e.addSelfScrape(&g)
 	queryCtx, stopQuery := context.WithCancel(context.Background())
 	g.Add(func() error { return e.querier.Run(queryCtx) }, func(error) { stopQuery() })
 
