@@ -182,3 +182,14 @@ func TestWithMatcherWalksTheSyntaxTree(t *testing.T) {
 	_, err = withMatcher(`sum(`, 0, "region", "x")
 	require.Error(t, err)
 }
+
+func TestGenerationIsDeterministic(t *testing.T) {
+	a, b := generated(t, Options{}), generated(t, Options{})
+	for i := range a {
+		ja, err := a[i].JSON()
+		require.NoError(t, err)
+		jb, err := b[i].JSON()
+		require.NoError(t, err)
+		require.Equal(t, string(ja), string(jb), a[i].UID)
+	}
+}

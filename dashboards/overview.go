@@ -78,8 +78,8 @@ func readinessStates(o Options, matcher string, w, h uint32) *statPanel {
 		TextMode(common.BigValueTextModeName).
 		Orientation(common.VizOrientationHorizontal).
 		Thresholds(thresholds("text"))
-	for state, colour := range map[string]string{"READY": "green", "DEGRADED": "orange", "NOT_READY": "red", "UNKNOWN": "text"} {
-		p = p.OverrideByRegexp(".*: "+state+"$", []dashboard.DynamicConfigValue{{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": colour}}})
+	for _, s := range readinessStateCodes {
+		p = p.OverrideByRegexp(".*: "+s.state+"$", []dashboard.DynamicConfigValue{{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": s.colour}}})
 	}
 	return p
 }
