@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"sort"
 	"time"
 
@@ -69,7 +70,7 @@ func AlertRuleGroups(groups []rulefmt.RuleGroup, datasourceUID string) ([]RuleGr
 				NoDataState:  "OK",
 				ExecErrState: "Error",
 				Labels:       labels,
-				Annotations:  r.Annotations,
+				Annotations:  grafanaAnnotations(r.Annotations),
 			})
 		}
 		if len(rg.Rules) > 0 {
@@ -77,6 +78,23 @@ func AlertRuleGroups(groups []rulefmt.RuleGroup, datasourceUID string) ([]RuleGr
 		}
 	}
 	return out, nil
+}
+
+// promOnlyTemplate matches Prometheus's template functions that query (query, first, value,
+// label, strvalue, sortByLabel), which Grafana's alert templates do not have.
+var promOnlyTemplate = regexp.MustCompile(`\{\{[^}]*\b(query|first|value|label|strvalue|sortByLabel)\b`)
+
+// grafanaAnnotations keeps the annotations Grafana can render: $labels, $value and the
+// humanize functions are shared, Prometheus's query functions are not, so an annotation that
+// uses them is left out rather than shown as a template error.
+func grafanaAnnotations(in map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range in {
+		if !promOnlyTemplate.MatchString(v) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func distinguishing(r rulefmt.Rule, i int) string {

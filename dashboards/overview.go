@@ -49,12 +49,14 @@ func regionVariable(o Options, multi bool) *dashboard.QueryVariableBuilder {
 	return queryVariable("region", "Region", fmt.Sprintf("label_values(%s, %s)", o.RequestsMetric, o.RegionLabel), multi)
 }
 
-// storeHealth is the table of the stores as the querier sees them: up at the last probe,
-// probe failures and failed calls over the range.
-func storeHealth(title string, w, h uint32) *table.PanelBuilder {
+// storeHealth is the table of the stores as the querier sees them: healthy or missing at the
+// last probe, with the region the store announced, probe failures and failed calls over the
+// dashboard's range (the last error's text is on the querier's /api/v1/stores).
+func storeHealth(o Options, title string, w, h uint32) *table.PanelBuilder {
+	region := o.RegionLabel
 	return table.NewPanelBuilder().Title(title).Span(w).Height(h).Datasource(datasourceRef()).
-		Description("Each store of the querier: healthy (1) or missing (0) at its last Info probe, probe failures and failed StoreAPI calls over the dashboard's range. A store that is down stays listed until it is removed from the configuration.").
-		WithTarget(instant(`max by (store) (meridian_query_store_up)`, "healthy")).
+		Description("Each store of the querier: healthy (1) or missing (0) at its last Info probe, with its region, probe failures and failed StoreAPI calls over the dashboard's range. A store that is down stays listed until it is removed from the configuration; the querier's /api/v1/stores gives its last error.").
+		WithTarget(instant(fmt.Sprintf(`max by (store, %s) (meridian_query_store_healthy)`, region), "healthy")).
 		WithTarget(instant(`sum by (store) (increase(meridian_query_store_probe_failures_total[$__range]))`, "probe failures")).
 		WithTarget(instant(`sum by (store) (increase(meridian_query_store_request_failures_total[$__range])) or sum by (store) (meridian_query_store_up) * 0`, "failed calls")).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
@@ -62,13 +64,13 @@ func storeHealth(title string, w, h uint32) *table.PanelBuilder {
 			"excludeByName": map[string]any{"Time": true},
 			"renameByName":  map[string]any{"Value #A": "healthy", "Value #B": "probe failures", "Value #C": "failed calls"},
 		}}).
-		Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
-			"0": {Text: ptr("missing"), Color: ptr("red")},
-			"1": {Text: ptr("healthy"), Color: ptr("green")},
-		}}}}).
-		OverrideByName("healthy", []dashboard.DynamicConfigValue{{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}}}).
-		OverrideByName("probe failures", []dashboard.DynamicConfigValue{{Id: "mappings", Value: []any{}}}).
-		OverrideByName("failed calls", []dashboard.DynamicConfigValue{{Id: "mappings", Value: []any{}}})
+		OverrideByName("healthy", []dashboard.DynamicConfigValue{
+			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
+			{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+				"0": {Text: ptr("missing"), Color: ptr("red")},
+				"1": {Text: ptr("healthy"), Color: ptr("green")},
+			}}}}},
+		})
 }
 
 // readinessStates shows one stat per region with the state of its failover readiness.
@@ -103,6 +105,6 @@ func overview(o Options) (Dashboard, error) {
 		WithPanel(readinessStates(o, t.matcher, 24, 4)).
 		WithPanel(graph("Ingest samples per second", "Samples committed per second by each region's meridian ingest node.", "short", 12, 8,
 			target(fmt.Sprintf(`sum by (%s) (rate(meridian_ingest_samples_appended_total{%s}[$__rate_interval]))`, region, t.matcher), "{{"+region+"}}")).DataLinks(linkList(link))).
-		WithPanel(storeHealth("Stores as the querier sees them", 12, 8))
+		WithPanel(storeHealth(o, "Stores as the querier sees them", 12, 8))
 	return finish(UIDOverview, "overview", b)
 }

@@ -12,6 +12,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meridian-obs/meridian/rules"
+	"github.com/meridian-obs/meridian/slo"
 )
 
 func fakeClient(t *testing.T, f *fakeGrafana, token string) Grafana {
@@ -33,7 +36,8 @@ func testRuleGroups() []rulefmt.RuleGroup {
 				Labels: map[string]string{"severity": "ticket", "slo": "requests-availability"}},
 		}},
 		{Name: "meridian-readiness", Rules: []rulefmt.Rule{
-			{Alert: "MeridianFailoverNotReady", Expr: `meridian_failover_readiness_state{state="NOT_READY"} == 1`, For: model.Duration(10 * time.Minute), Labels: map[string]string{"severity": "page"}},
+			{Alert: "MeridianFailoverNotReady", Expr: `meridian_failover_readiness_state{state="NOT_READY"} == 1`, For: model.Duration(10 * time.Minute), Labels: map[string]string{"severity": "page"},
+				Annotations: map[string]string{"summary": "losing {{ $labels.region }} would hurt", "description": `score {{ with query "x" }}{{ . | first | value }}{{ end }}`}},
 		}},
 	}
 }
@@ -284,4 +288,45 @@ func TestAlertRuleGroups(t *testing.T) {
 	require.Equal(t, "meridian", r.Data[0].DatasourceUID)
 	require.Equal(t, map[string]string{"severity": "page", "slo": "requests-availability"}, r.Labels)
 	require.Equal(t, time.Minute, groups[1].Interval, "default interval")
+	require.Equal(t, map[string]string{"summary": "losing {{ $labels.region }} would hurt"}, groups[1].Rules[0].Annotations, "Grafana has no query template function")
+}
+
+// The alerts `meridian rules generate` writes for the example configuration go into Grafana
+// as they are, and a second run leaves them alone.
+func TestProvisionGeneratedAlertRules(t *testing.T) {
+	cfg, slos, err := slo.Load("../examples/meridian.yml")
+	require.NoError(t, err)
+	files, err := rules.Generate(cfg, slos, rules.Options{})
+	require.NoError(t, err)
+	var groups []RuleGroup
+	alerts := 0
+	for _, f := range files {
+		gs, err := AlertRuleGroups(f.Groups, DefaultDatasourceUID)
+		require.NoError(t, err, f.Name)
+		groups = append(groups, gs...)
+		for _, g := range f.Groups {
+			for _, r := range g.Rules {
+				if r.Alert != "" {
+					alerts++
+				}
+			}
+		}
+	}
+	require.NotEmpty(t, groups)
+	f := newFakeGrafana(t)
+	g := fakeClient(t, f, f.token)
+	o := provisionOptions(t)
+	o.RuleGroups = groups
+	_, err = Provision(context.Background(), g, o)
+	require.NoError(t, err)
+	stored := 0
+	for _, grp := range f.groups["meridian"] {
+		stored += len(grp.Rules)
+	}
+	require.Equal(t, alerts, stored, "every generated alert is a Grafana rule")
+	f.resetRequests()
+	rep, err := Provision(context.Background(), g, o)
+	require.NoError(t, err)
+	require.Zero(t, rep.Changed())
+	require.Empty(t, f.writes())
 }

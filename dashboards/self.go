@@ -60,5 +60,5 @@ func meridianSelf(o Options) (Dashboard, error) {
 		WithPanel(graph("SLO and readiness evaluation failures per second", "", "short", 12, 8,
 			target("sum(rate(meridian_slo_evaluation_failures_total[$__rate_interval]))", "SLO engine"),
 			target("sum(rate(meridian_failover_readiness_evaluation_failures_total[$__rate_interval]))", "readiness")))
-	return finish(UIDSelf, "meridian", b)
+	return finish(UIDSelf, "self", b)
 }

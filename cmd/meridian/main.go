@@ -46,6 +46,7 @@ func run(args []string) int {
 		devCommand(app),
 		sloValidateCommand(app), sloStatusCommand(app),
 		rulesGenerateCommand(app),
+		dashboardsGenerateCommand(app), dashboardsProvisionCommand(app),
 	}
 
 	selected, err := app.Parse(args)
