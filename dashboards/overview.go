@@ -57,7 +57,7 @@ func storeHealth(o Options, title string, w, h uint32) *table.PanelBuilder {
 	return table.NewPanelBuilder().Title(title).Span(w).Height(h).Datasource(datasourceRef()).
 		Description("Each store of the querier: healthy (1) or missing (0) at its last Info probe, with its region, probe failures and failed StoreAPI calls over the dashboard's range. A store that is down stays listed until it is removed from the configuration; the querier's /api/v1/stores gives its last error.").
 		WithTarget(instant(fmt.Sprintf(`max by (store, %s) (meridian_query_store_healthy)`, region), "healthy")).
-		WithTarget(instant(`sum by (store) (increase(meridian_query_store_probe_failures_total[$__range]))`, "probe failures")).
+		WithTarget(instant(`sum by (store) (increase(meridian_query_store_probe_failures_total[$__range])) or sum by (store) (meridian_query_store_up) * 0`, "probe failures")).
 		WithTarget(instant(`sum by (store) (increase(meridian_query_store_request_failures_total[$__range])) or sum by (store) (meridian_query_store_up) * 0`, "failed calls")).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
