@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/prometheus/util/httputil"
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/meridian-obs/meridian/internal/storeapi"
 )
 
 // partialResponseParam is the request parameter (query string or form body) that overrides the
@@ -58,6 +60,10 @@ type APIOptions struct {
 	Features features.Collector
 	// CORSOrigin restricts cross-origin requests; nil allows every origin, like Prometheus's default.
 	CORSOrigin *regexp.Regexp
+	// Metadata answers /api/v1/metadata and Exemplars /api/v1/query_exemplars, normally the
+	// Fanout over the stores that serve them; nil answers them empty.
+	Metadata  storeapi.MetadataSource
+	Exemplars storeapi.ExemplarSource
 }
 
 // RuleSource is what /api/v1/rules, /api/v1/alerts and /api/v1/alertmanagers show: the rule
@@ -220,11 +226,17 @@ func servePprof(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// instrumentV1 wraps each of Prometheus's /api/v1 handlers: it replaces buildinfo with ours and
+// instrumentV1 wraps each of Prometheus's /api/v1 handlers: it replaces buildinfo, metadata
+// and query_exemplars (answered from the stores, with the fan-out's warnings) with ours and
 // puts the partial-response middleware and the request metrics in front of every endpoint.
 func (a *API) instrumentV1(name string, h http.HandlerFunc) http.HandlerFunc {
-	if name == "/status/buildinfo" {
+	switch {
+	case name == "/status/buildinfo":
 		h = a.serveBuildInfo
+	case name == "/metadata" && a.opts.Metadata != nil:
+		h = a.serveMetadata
+	case name == "/query_exemplars" && a.opts.Exemplars != nil:
+		h = a.serveExemplars
 	}
 	if !slices.Contains(uncompressedEndpoints, name) {
 		h = a.compress(uncompressed(h))

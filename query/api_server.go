@@ -125,6 +125,8 @@ func NewServer(cfg ServerConfig) (_ *Server, err error) {
 		Ready:      s.ready,
 		Flags:      cfg.Flags,
 		Features:   feat,
+		Metadata:   s.fanout,
+		Exemplars:  s.fanout,
 	}); err != nil {
 		return nil, err
 	}
@@ -170,6 +172,8 @@ func (s *Server) newStoreAPIServer() (err error) {
 		RequestContext: func(ctx context.Context, partialResponseDisabled bool) context.Context {
 			return WithPartialResponse(ctx, !partialResponseDisabled)
 		},
+		Metadata:   s.fanout,
+		Exemplars:  s.fanout,
 		Logger:     s.logger.With("component", "storeapi"),
 		Registerer: s.cfg.Registerer,
 	}

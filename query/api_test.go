@@ -646,8 +646,6 @@ func TestAPIEndpointsOutOfScopeAnswerWellFormedEmptyResults(t *testing.T) {
 		params   url.Values
 		wantData string
 	}{
-		{"/api/v1/metadata", nil, `{}`},
-		{"/api/v1/query_exemplars", url.Values{"query": {"http_requests_total"}}, `[]`},
 		{"/api/v1/rules", nil, `{"groups":[]}`},
 		{"/api/v1/alerts", nil, `{"alerts":[]}`},
 		{"/api/v1/targets", nil, `{"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{}}`},

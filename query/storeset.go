@@ -12,7 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/thanos-io/thanos/pkg/exemplars/exemplarspb"
 	"github.com/thanos-io/thanos/pkg/info/infopb"
+	"github.com/thanos-io/thanos/pkg/metadata/metadatapb"
 	"github.com/thanos-io/thanos/pkg/store/labelpb"
 	"github.com/thanos-io/thanos/pkg/store/storepb"
 	"google.golang.org/grpc"
@@ -303,6 +305,8 @@ func (s *StoreSet) newStoreRef(t target) (*storeRef, error) {
 	ref.conn = conn
 	ref.store = storepb.NewStoreClient(conn)
 	ref.info = infopb.NewInfoClient(conn)
+	ref.metadata = metadatapb.NewMetadataClient(conn)
+	ref.exemplars = exemplarspb.NewExemplarsClient(conn)
 	if s.opts.LabelCache {
 		ref.watcher = labelindex.NewWatcher(conn, labelindex.WatcherOptions{})
 	}
@@ -376,11 +380,13 @@ func (s *StoreSet) closeAll() {
 
 // storeRef is one store of the set: its connection and what its last Info said.
 type storeRef struct {
-	addr    string
-	conn    *grpc.ClientConn
-	store   storepb.StoreClient
-	info    infopb.InfoClient
-	dialErr error // set when the store cannot be dialled at all (e.g. unresolvable name)
+	addr      string
+	conn      *grpc.ClientConn
+	store     storepb.StoreClient
+	info      infopb.InfoClient
+	metadata  metadatapb.MetadataClient
+	exemplars exemplarspb.ExemplarsClient
+	dialErr   error // set when the store cannot be dialled at all (e.g. unresolvable name)
 
 	watcher     *labelindex.Watcher // nil without the label cache
 	cancelWatch context.CancelFunc  // stops the watcher; set under StoreSet.mu
@@ -391,6 +397,14 @@ type storeRef struct {
 	status                StoreStatus
 	known                 bool // Info has answered at least once: labels and time range are real
 	withoutReplicaSupport bool
+	apis                  storeAPIs
+}
+
+// storeAPIs are the services besides Store that a store's Info announced, and its component
+// type (a querier evaluates matchers on its stores' external labels itself).
+type storeAPIs struct {
+	metadata, exemplars bool
+	component           string
 }
 
 // recordProbe stores an Info answer or failure; it reports whether health changed.
@@ -414,6 +428,7 @@ func (r *storeRef) recordProbe(resp *infopb.InfoResponse, err error) bool {
 	r.status.Healthy = true
 	r.status.LastError = ""
 	r.withoutReplicaSupport = resp.Store.SupportsWithoutReplicaLabels
+	r.apis = storeAPIs{metadata: resp.MetricMetadata != nil, exemplars: resp.Exemplars != nil, component: resp.ComponentType}
 	r.known = true
 	return !was
 }
@@ -440,6 +455,7 @@ type storeView struct {
 	known                 bool
 	withoutReplicaSupport bool
 	region                string
+	apis                  storeAPIs
 }
 
 func (r *storeRef) view(regionLabel string) storeView {
@@ -453,6 +469,7 @@ func (r *storeRef) view(regionLabel string) storeView {
 		known:                 r.known,
 		withoutReplicaSupport: r.withoutReplicaSupport,
 		region:                r.regionLocked(regionLabel),
+		apis:                  r.apis,
 	}
 	return v
 }
