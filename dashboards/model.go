@@ -168,7 +168,8 @@ func single(title, description, unit string, w, h uint32, targets ...*prometheus
 	p := stat.NewPanelBuilder().Title(title).Description(description).Unit(unit).Span(w).Height(h).
 		Datasource(datasourceRef()).
 		ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Values(false)).
-		ColorMode(common.BigValueColorModeBackground).GraphMode(common.BigValueGraphModeNone)
+		ColorMode(common.BigValueColorModeBackground).GraphMode(common.BigValueGraphModeNone).
+		Orientation(common.VizOrientationAuto)
 	for _, t := range targets {
 		p = p.WithTarget(t)
 	}
@@ -213,6 +214,11 @@ func finish(uid, file string, b *dashboard.DashboardBuilder) (Dashboard, error) 
 		return Dashboard{}, fmt.Errorf("dashboard %s: %w", uid, err)
 	}
 	m.SchemaVersion = SchemaVersion
+	// The SDK places links in Grafana 12's controls menu by default; without a placement
+	// they show where every Grafana version shows them.
+	for i := range m.Links {
+		m.Links[i].Placement = nil
+	}
 	var id uint32
 	for i := range m.Panels {
 		id++
@@ -220,6 +226,11 @@ func finish(uid, file string, b *dashboard.DashboardBuilder) (Dashboard, error) 
 		case m.Panels[i].Panel != nil:
 			p := m.Panels[i].Panel
 			p.Id = ptr(id)
+			if p.FieldConfig != nil {
+				for j := range p.FieldConfig.Defaults.Links {
+					p.FieldConfig.Defaults.Links[j].Placement = nil
+				}
+			}
 			for j, t := range p.Targets {
 				if q, ok := t.(prometheus.Dataquery); ok {
 					q.RefId = ptr(string(rune('A' + j)))

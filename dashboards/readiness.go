@@ -55,6 +55,7 @@ func readinessBoard(o Options) (Dashboard, error) {
 			Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: mappings}}}).
 			Thresholds(thresholds("text")).
 			ShowValue(common.VisibilityModeNever).MergeValues(true).
+			Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeSingle).Sort(common.SortOrderNone)).
 			WithTarget(target(stateExpr, "{{"+region+"}}"))).
 		WithRow(row("Components and gates")).
 		WithPanel(graph("Component scores", "Score (0-100) of each component: capacity (0.30), SLO health (0.20), data freshness (0.20), version parity (0.15), reachability (0.05), drill recency (0.10). Absent while unknown.", "none", 12, 8,
