@@ -13,11 +13,12 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meridian-obs/meridian/dashboards/grafanatest"
 	"github.com/meridian-obs/meridian/rules"
 	"github.com/meridian-obs/meridian/slo"
 )
 
-func fakeClient(t *testing.T, f *fakeGrafana, token string) Grafana {
+func fakeClient(t *testing.T, f *grafanatest.Server, token string) Grafana {
 	t.Helper()
 	g, err := NewClient(ClientConfig{URL: f.URL(), Token: token, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	require.NoError(t, err)
@@ -64,8 +65,8 @@ func actions(r Report) map[string]string {
 }
 
 func TestProvisionIsIdempotent(t *testing.T) {
-	f := newFakeGrafana(t)
-	g := fakeClient(t, f, f.token)
+	f := grafanatest.New(t)
+	g := fakeClient(t, f, f.Token)
 	o := provisionOptions(t)
 	ctx := context.Background()
 
@@ -73,7 +74,7 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	dry.DryRun = true
 	rep, err := Provision(ctx, g, dry)
 	require.NoError(t, err)
-	require.Empty(t, f.writes(), "a dry run writes nothing")
+	require.Empty(t, f.Writes(), "a dry run writes nothing")
 	require.Equal(t, 1+1+5+2, rep.Changed())
 	require.Contains(t, rep.Lines(), "dashboard meridian-overview (Meridian / Global overview): would be created")
 	require.Equal(t, "9 would change (dry run, nothing written)", rep.Lines()[len(rep.Lines())-1])
@@ -84,13 +85,14 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	for k, a := range actions(rep) {
 		require.Equal(t, ActionCreated, a, k)
 	}
-	require.Len(t, f.writes(), 9, "one write per object")
-	require.Len(t, f.groups["meridian"]["slo-alerts-checkout-requests-availability"].Rules, 2, "the recording rule is left to the ruler")
+	require.Len(t, f.Writes(), 9, "one write per object")
+	stored, _ := f.RuleGroup("meridian", "slo-alerts-checkout-requests-availability")
+	require.Len(t, stored, 2, "the recording rule is left to the ruler")
 
-	f.resetRequests()
+	f.ResetRequests()
 	rep, err = Provision(ctx, g, o)
 	require.NoError(t, err)
-	require.Empty(t, f.writes(), "the second run makes no write request")
+	require.Empty(t, f.Writes(), "the second run makes no write request")
 	require.Equal(t, 0, rep.Changed())
 	require.Equal(t, "0 changed", rep.Lines()[len(rep.Lines())-1])
 	for k, a := range actions(rep) {
@@ -101,16 +103,18 @@ func TestProvisionIsIdempotent(t *testing.T) {
 		o2 := provisionOptions(t)
 		o2.Dashboards[0].Model.Description = ptr("a new description")
 		o2.RuleGroups[1].Rules[0].For = 15 * time.Minute
-		before := f.groups["meridian"]["meridian-readiness"].Rules[0]["uid"]
-		f.resetRequests()
+		before, _ := f.RuleGroup("meridian", "meridian-readiness")
+		f.ResetRequests()
 		rep, err := Provision(ctx, g, o2)
 		require.NoError(t, err)
 		require.Equal(t, 2, rep.Changed(), rep.Lines())
 		require.Equal(t, ActionUpdated, actions(rep)["dashboard meridian-overview"])
 		require.Equal(t, ActionUpdated, actions(rep)["rule group meridian-readiness"])
-		require.Equal(t, []string{"POST /api/dashboards/db", "PUT /api/v1/provisioning/folder/meridian/rule-groups/meridian-readiness"}, f.writes())
-		require.Equal(t, before, f.groups["meridian"]["meridian-readiness"].Rules[0]["uid"], "the rule keeps its UID")
-		require.Equal(t, 2.0, f.dashboards["meridian-overview"].model["version"])
+		require.Equal(t, []string{"POST /api/dashboards/db", "PUT /api/v1/provisioning/folder/meridian/rule-groups/meridian-readiness"}, f.Writes())
+		after, _ := f.RuleGroup("meridian", "meridian-readiness")
+		require.Equal(t, before[0]["uid"], after[0]["uid"], "the rule keeps its UID")
+		model, _, _ := f.Dashboard(UIDOverview)
+		require.Equal(t, 2.0, model["version"])
 
 		rep, err = Provision(ctx, g, o)
 		require.NoError(t, err)
@@ -118,77 +122,78 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	})
 
 	t.Run("a dashboard edited in Grafana is reported and overwritten only with --force", func(t *testing.T) {
-		f.editDashboard(UIDSelf, func(m map[string]any) { m["title"] = "my own title" })
-		f.resetRequests()
+		f.EditDashboard(UIDSelf, func(m map[string]any) { m["title"] = "my own title" })
+		f.ResetRequests()
 		rep, err := Provision(ctx, g, o)
 		require.ErrorIs(t, err, ErrEditedInGrafana)
 		require.ErrorContains(t, err, UIDSelf)
-		require.Empty(t, f.writes())
+		require.Empty(t, f.Writes())
 		require.Equal(t, ActionSkipped, actions(rep)["dashboard "+UIDSelf])
-		require.Equal(t, "my own title", f.dashboards[UIDSelf].model["title"])
+		model, _, _ := f.Dashboard(UIDSelf)
+		require.Equal(t, "my own title", model["title"])
 
 		force := o
 		force.Force = true
 		rep, err = Provision(ctx, g, force)
 		require.NoError(t, err)
 		require.Equal(t, 1, rep.Changed())
-		require.Equal(t, "Meridian / Meridian itself", f.dashboards[UIDSelf].model["title"])
+		model, _, _ = f.Dashboard(UIDSelf)
+		require.Equal(t, "Meridian / Meridian itself", model["title"])
 
-		f.resetRequests()
+		f.ResetRequests()
 		rep, err = Provision(ctx, g, o)
 		require.NoError(t, err)
 		require.Zero(t, rep.Changed())
-		require.Empty(t, f.writes())
+		require.Empty(t, f.Writes())
 	})
 
 	t.Run("data source and folder drift is put back, other settings kept", func(t *testing.T) {
-		f.mu.Lock()
-		f.sources["meridian"]["url"] = "http://elsewhere:9090"
-		f.sources["meridian"]["jsonData"].(map[string]any)["customQueryParameters"] = "dedup=true"
-		f.folders["meridian"].Title = "Renamed"
-		f.mu.Unlock()
+		f.EditDataSource("meridian", func(ds map[string]any) {
+			ds["url"] = "http://elsewhere:9090"
+			ds["jsonData"].(map[string]any)["customQueryParameters"] = "dedup=true"
+		})
+		f.RenameFolder("meridian", "Renamed")
 		rep, err := Provision(ctx, g, o)
 		require.NoError(t, err)
 		require.Equal(t, 2, rep.Changed(), rep.Lines())
-		require.Equal(t, "http://meridian-query:9090", f.sources["meridian"]["url"])
-		require.Equal(t, "dedup=true", f.sources["meridian"]["jsonData"].(map[string]any)["customQueryParameters"])
-		require.Equal(t, "Meridian", f.folders["meridian"].Title)
+		ds, _ := f.DataSource("meridian")
+		require.Equal(t, "http://meridian-query:9090", ds["url"])
+		require.Equal(t, "dedup=true", ds["jsonData"].(map[string]any)["customQueryParameters"])
+		title, _ := f.FolderTitle("meridian")
+		require.Equal(t, "Meridian", title)
 	})
 }
 
 func TestProvisionStaleVersionIsAConflict(t *testing.T) {
-	f := newFakeGrafana(t)
-	g := fakeClient(t, f, f.token)
+	f := grafanatest.New(t)
+	g := fakeClient(t, f, f.Token)
 	o := provisionOptions(t)
 	_, err := Provision(context.Background(), g, o)
 	require.NoError(t, err)
 
 	o.Dashboards[1].Model.Description = ptr("changed")
 	// Someone saves the dashboard between our read and our write.
-	f.beforeSave = func(uid string) {
-		if uid == UIDRegion {
-			f.dashboards[uid].version++
-			f.beforeSave = nil
-		}
-	}
+	f.ConcurrentSave(UIDRegion)
 	_, err = Provision(context.Background(), g, o)
 	var apiErr *APIError
 	require.ErrorAs(t, err, &apiErr)
 	require.Equal(t, http.StatusPreconditionFailed, apiErr.StatusCode)
 	require.ErrorContains(t, err, "changed in Grafana during provisioning")
-	require.Equal(t, 1.0, f.dashboards[UIDRegion].model["version"], "the stale save was refused")
+	model, _, _ := f.Dashboard(UIDRegion)
+	require.Equal(t, 2.0, model["version"], "the stale save was refused: only the concurrent one counted")
+	require.NotEqual(t, "changed", model["description"])
 }
 
 func TestProvisionRetriesWithBackoff(t *testing.T) {
-	f := newFakeGrafana(t)
-	g := fakeClient(t, f, f.token)
-	f.inject(fakeFault{status: 503}, fakeFault{status: 429, retryAfter: "0"}, fakeFault{status: 502})
+	f := grafanatest.New(t)
+	g := fakeClient(t, f, f.Token)
+	f.Inject(grafanatest.Fault{Status: 503}, grafanatest.Fault{Status: 429, RetryAfter: "0"}, grafanatest.Fault{Status: 502})
 	rep, err := Provision(context.Background(), g, provisionOptions(t))
 	require.NoError(t, err)
 	require.Equal(t, 9, rep.Changed())
-	require.Equal(t, "GET /api/folders/meridian", f.requests[3], "the first call succeeded on its fourth attempt")
+	require.Equal(t, "GET /api/folders/meridian", f.Requests()[3], "the first call succeeded on its fourth attempt")
 
-	f.inject(fakeFault{status: 500}, fakeFault{status: 500}, fakeFault{status: 500}, fakeFault{status: 500}, fakeFault{status: 500}, fakeFault{status: 500})
+	f.Inject(grafanatest.Fault{Status: 500}, grafanatest.Fault{Status: 500}, grafanatest.Fault{Status: 500}, grafanatest.Fault{Status: 500}, grafanatest.Fault{Status: 500}, grafanatest.Fault{Status: 500})
 	_, err = Provision(context.Background(), g, provisionOptions(t))
 	var apiErr *APIError
 	require.ErrorAs(t, err, &apiErr)
@@ -196,7 +201,7 @@ func TestProvisionRetriesWithBackoff(t *testing.T) {
 }
 
 func TestProvisionErrorsSayWhatToFix(t *testing.T) {
-	f := newFakeGrafana(t)
+	f := grafanatest.New(t)
 	for _, tc := range []struct {
 		name   string
 		client func() Grafana
@@ -209,9 +214,9 @@ func TestProvisionErrorsSayWhatToFix(t *testing.T) {
 			require.NoError(t, err)
 			return g
 		}, 401, "wrong or expired token, wrong password"},
-		{"missing permission", func() Grafana { return fakeClient(t, f, f.reader) }, 403, "lacks a permission"},
+		{"missing permission", func() Grafana { return fakeClient(t, f, f.ReaderToken) }, 403, "lacks a permission"},
 		{"wrong URL", func() Grafana {
-			g, err := NewClient(ClientConfig{URL: f.URL() + "/grafana", Token: f.token})
+			g, err := NewClient(ClientConfig{URL: f.URL() + "/grafana", Token: f.Token})
 			require.NoError(t, err)
 			return g
 		}, 404, "check --grafana.url"},
@@ -226,7 +231,7 @@ func TestProvisionErrorsSayWhatToFix(t *testing.T) {
 		})
 	}
 	t.Run("basic auth works", func(t *testing.T) {
-		g, err := NewClient(ClientConfig{URL: f.URL(), BasicAuth: url.UserPassword(f.user, f.pass)})
+		g, err := NewClient(ClientConfig{URL: f.URL(), BasicAuth: url.UserPassword(f.User, f.Password)})
 		require.NoError(t, err)
 		_, err = Provision(context.Background(), g, provisionOptions(t))
 		require.NoError(t, err)
@@ -234,8 +239,8 @@ func TestProvisionErrorsSayWhatToFix(t *testing.T) {
 }
 
 func TestFakeHoldsTheContract(t *testing.T) {
-	f := newFakeGrafana(t)
-	g := fakeClient(t, f, f.token)
+	f := grafanatest.New(t)
+	g := fakeClient(t, f, f.Token)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
@@ -313,20 +318,16 @@ func TestProvisionGeneratedAlertRules(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, groups)
-	f := newFakeGrafana(t)
-	g := fakeClient(t, f, f.token)
+	f := grafanatest.New(t)
+	g := fakeClient(t, f, f.Token)
 	o := provisionOptions(t)
 	o.RuleGroups = groups
 	_, err = Provision(context.Background(), g, o)
 	require.NoError(t, err)
-	stored := 0
-	for _, grp := range f.groups["meridian"] {
-		stored += len(grp.Rules)
-	}
-	require.Equal(t, alerts, stored, "every generated alert is a Grafana rule")
-	f.resetRequests()
+	require.Equal(t, alerts, f.Rules("meridian"), "every generated alert is a Grafana rule")
+	f.ResetRequests()
 	rep, err := Provision(context.Background(), g, o)
 	require.NoError(t, err)
 	require.Zero(t, rep.Changed())
-	require.Empty(t, f.writes())
+	require.Empty(t, f.Writes())
 }

@@ -1,4 +1,7 @@
-package dashboards
+// Package grafanatest is a fake of Grafana's HTTP API for tests: an httptest server that holds
+// the contract of every call Meridian's provisioning makes and keeps state, so that
+// idempotence and conflicts are tested for real. Grafana cannot be installed where the tests run.
+package grafanatest
 
 import (
 	"encoding/base64"
@@ -17,7 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// fakeGrafana is an httptest server that holds the contract of Grafana's HTTP API for every
+// Server is an httptest server that holds the contract of Grafana's HTTP API for every
 // call provisioning makes, and keeps state, so that idempotence is tested for real:
 //   - authentication on every call: a bearer token or basic auth, else 401; a read-only token
 //     gets 403 on writes;
@@ -34,13 +37,11 @@ import (
 //   - rule groups: 404 for a missing folder or group; a PUT replaces the group (new rules get
 //     UIDs from the server; a rule UID the group does not hold is a 400, as client-chosen UIDs
 //     fail in the group API of several Grafana versions); titles unique in the folder.
-type fakeGrafana struct {
-	t      *testing.T
-	srv    *httptest.Server
-	token  string
-	reader string // a token that may only read
-	user   string
-	pass   string
+type Server struct {
+	srv *httptest.Server
+	// Token is accepted for every call, ReaderToken for reads only (403 on writes); User and
+	// Password are the basic-auth credentials.
+	Token, ReaderToken, User, Password string
 
 	mu         sync.Mutex
 	folders    map[string]*fakeFolder
@@ -48,9 +49,9 @@ type fakeGrafana struct {
 	dashboards map[string]*fakeDashboard
 	groups     map[string]map[string]*fakeRuleGroup // folder uid -> title -> group
 	nextID     int
-	requests   []string         // "METHOD path", every call
-	faults     []fakeFault      // answered, in order, before anything else
-	beforeSave func(uid string) // runs before a dashboard save is applied, lock held
+	requests   []string        // "METHOD path", every call
+	faults     []Fault         // answered, in order, before anything else
+	concurrent map[string]bool // dashboards someone else saves just before our next save
 	methodSeen bool
 }
 
@@ -73,23 +74,34 @@ type fakeRuleGroup struct {
 	Rules     []map[string]any `json:"rules"`
 }
 
-type fakeFault struct {
-	status     int
-	retryAfter string
+// Fault is an answer given before any other, for retry tests.
+type Fault struct {
+	Status     int
+	RetryAfter string
 }
 
-func newFakeGrafana(t *testing.T) *fakeGrafana {
-	f := &fakeGrafana{t: t, token: "glsa_test", reader: "glsa_viewer", user: "admin", pass: "secret",
-		folders: map[string]*fakeFolder{}, sources: map[string]map[string]any{}, dashboards: map[string]*fakeDashboard{}, groups: map[string]map[string]*fakeRuleGroup{}}
+// New starts a fake Grafana that is closed when the test ends.
+func New(t testing.TB) *Server {
+	f := &Server{Token: "glsa_test", ReaderToken: "glsa_viewer", User: "admin", Password: "secret",
+		folders: map[string]*fakeFolder{}, sources: map[string]map[string]any{}, dashboards: map[string]*fakeDashboard{},
+		groups: map[string]map[string]*fakeRuleGroup{}, concurrent: map[string]bool{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeGrafana) URL() string { return f.srv.URL }
+// URL is the fake's root URL, as --grafana.url.
+func (f *Server) URL() string { return f.srv.URL }
 
-// writes returns the write requests seen so far.
-func (f *fakeGrafana) writes() []string {
+// Requests returns every call seen so far, as "METHOD path".
+func (f *Server) Requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.requests...)
+}
+
+// Writes returns the write calls seen so far.
+func (f *Server) Writes() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
@@ -101,20 +113,22 @@ func (f *fakeGrafana) writes() []string {
 	return out
 }
 
-func (f *fakeGrafana) resetRequests() {
+// ResetRequests forgets the calls seen so far.
+func (f *Server) ResetRequests() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = nil
 }
 
-func (f *fakeGrafana) inject(faults ...fakeFault) {
+// Inject queues answers given, in order, to the next calls.
+func (f *Server) Inject(faults ...Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults = append(f.faults, faults...)
 }
 
-// editDashboard changes a stored dashboard as a save from Grafana's UI does: a new version.
-func (f *fakeGrafana) editDashboard(uid string, edit func(model map[string]any)) {
+// EditDashboard changes a stored dashboard as a save from Grafana's UI does: a new version.
+func (f *Server) EditDashboard(uid string, edit func(model map[string]any)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.dashboards[uid]
@@ -158,13 +172,13 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
 
 var validUID = regexp.MustCompile(`^[a-zA-Z0-9\-_]{1,40}$`)
 
-func (f *fakeGrafana) authorised(w http.ResponseWriter, r *http.Request) bool {
+func (f *Server) authorised(w http.ResponseWriter, r *http.Request) bool {
 	auth := r.Header.Get("Authorization")
 	write := r.Method != http.MethodGet
 	switch {
-	case auth == "Bearer "+f.token:
+	case auth == "Bearer "+f.Token:
 		return true
-	case auth == "Bearer "+f.reader:
+	case auth == "Bearer "+f.ReaderToken:
 		if write {
 			apiError(w, http.StatusForbidden, "You'll need additional permissions to perform this action.")
 			return false
@@ -172,7 +186,7 @@ func (f *fakeGrafana) authorised(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	case strings.HasPrefix(auth, "Basic "):
 		b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(auth, "Basic "))
-		if err == nil && string(b) == f.user+":"+f.pass {
+		if err == nil && string(b) == f.User+":"+f.Password {
 			return true
 		}
 	}
@@ -180,17 +194,17 @@ func (f *fakeGrafana) authorised(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (f *fakeGrafana) serve(w http.ResponseWriter, r *http.Request) {
+func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.Path)
 	if len(f.faults) > 0 {
 		ft := f.faults[0]
 		f.faults = f.faults[1:]
-		if ft.retryAfter != "" {
-			w.Header().Set("Retry-After", ft.retryAfter)
+		if ft.RetryAfter != "" {
+			w.Header().Set("Retry-After", ft.RetryAfter)
 		}
-		apiError(w, ft.status, http.StatusText(ft.status))
+		apiError(w, ft.Status, http.StatusText(ft.Status))
 		return
 	}
 	if !f.authorised(w, r) {
@@ -241,11 +255,11 @@ func (f *fakeGrafana) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeGrafana) folderJSON(fd *fakeFolder) map[string]any {
+func (f *Server) folderJSON(fd *fakeFolder) map[string]any {
 	return map[string]any{"id": fd.ID, "uid": fd.UID, "title": fd.Title, "url": "/dashboards/f/" + fd.UID + "/", "version": fd.Version}
 }
 
-func (f *fakeGrafana) getFolder(w http.ResponseWriter, uid string) {
+func (f *Server) getFolder(w http.ResponseWriter, uid string) {
 	fd, ok := f.folders[uid]
 	if !ok {
 		apiError(w, http.StatusNotFound, "folder not found", "not-found")
@@ -254,7 +268,7 @@ func (f *fakeGrafana) getFolder(w http.ResponseWriter, uid string) {
 	writeJSON(w, http.StatusOK, f.folderJSON(fd))
 }
 
-func (f *fakeGrafana) titleTaken(title, exceptUID string) bool {
+func (f *Server) titleTaken(title, exceptUID string) bool {
 	for _, fd := range f.folders {
 		if fd.Title == title && fd.UID != exceptUID {
 			return true
@@ -263,7 +277,7 @@ func (f *fakeGrafana) titleTaken(title, exceptUID string) bool {
 	return false
 }
 
-func (f *fakeGrafana) createFolder(w http.ResponseWriter, r *http.Request) {
+func (f *Server) createFolder(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		UID       string `json:"uid"`
 		Title     string `json:"title"`
@@ -290,7 +304,7 @@ func (f *fakeGrafana) createFolder(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeGrafana) updateFolder(w http.ResponseWriter, r *http.Request, uid string) {
+func (f *Server) updateFolder(w http.ResponseWriter, r *http.Request, uid string) {
 	var body struct {
 		UID       string `json:"uid"`
 		Title     string `json:"title"`
@@ -338,7 +352,7 @@ type dataSourceBody struct {
 	Version         int            `json:"version"`
 }
 
-func (f *fakeGrafana) getDataSource(w http.ResponseWriter, uid string) {
+func (f *Server) getDataSource(w http.ResponseWriter, uid string) {
 	ds, ok := f.sources[uid]
 	if !ok {
 		apiError(w, http.StatusNotFound, "Data source not found")
@@ -347,7 +361,7 @@ func (f *fakeGrafana) getDataSource(w http.ResponseWriter, uid string) {
 	writeJSON(w, http.StatusOK, ds)
 }
 
-func (f *fakeGrafana) saveDataSource(w http.ResponseWriter, r *http.Request, uid string) {
+func (f *Server) saveDataSource(w http.ResponseWriter, r *http.Request, uid string) {
 	var body dataSourceBody
 	if !decodeStrict(w, r, &body) {
 		return
@@ -391,7 +405,7 @@ func (f *fakeGrafana) saveDataSource(w http.ResponseWriter, r *http.Request, uid
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "message": "Datasource added", "name": body.Name, "datasource": f.sources[uid]})
 }
 
-func (f *fakeGrafana) getDashboard(w http.ResponseWriter, uid string) {
+func (f *Server) getDashboard(w http.ResponseWriter, uid string) {
 	d, ok := f.dashboards[uid]
 	if !ok {
 		apiError(w, http.StatusNotFound, "Dashboard not found", "not-found")
@@ -402,7 +416,7 @@ func (f *fakeGrafana) getDashboard(w http.ResponseWriter, uid string) {
 	}})
 }
 
-func (f *fakeGrafana) saveDashboard(w http.ResponseWriter, r *http.Request) {
+func (f *Server) saveDashboard(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Dashboard map[string]any `json:"dashboard"`
 		FolderID  int64          `json:"folderId"`
@@ -432,8 +446,10 @@ func (f *fakeGrafana) saveDashboard(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "Folder not found", "not-found")
 		return
 	}
-	if f.beforeSave != nil {
-		f.beforeSave(uid)
+	if f.concurrent[uid] && f.dashboards[uid] != nil {
+		delete(f.concurrent, uid)
+		f.dashboards[uid].version++
+		f.dashboards[uid].model["version"] = float64(f.dashboards[uid].version)
 	}
 	version := 0
 	if v, ok := m["version"].(float64); ok {
@@ -464,7 +480,7 @@ func (f *fakeGrafana) saveDashboard(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"id": d.id, "uid": uid, "url": "/d/" + uid + "/" + uid, "status": "success", "version": d.version, "slug": uid})
 }
 
-func (f *fakeGrafana) getRuleGroup(w http.ResponseWriter, folderUID, title string) {
+func (f *Server) getRuleGroup(w http.ResponseWriter, folderUID, title string) {
 	if f.folders[folderUID] == nil {
 		apiError(w, http.StatusNotFound, "folder not found")
 		return
@@ -511,7 +527,7 @@ type queryBody struct {
 	Model             map[string]any    `json:"model"`
 }
 
-func (f *fakeGrafana) putRuleGroup(w http.ResponseWriter, r *http.Request, folderUID, title string) {
+func (f *Server) putRuleGroup(w http.ResponseWriter, r *http.Request, folderUID, title string) {
 	var body struct {
 		Title     string     `json:"title"`
 		FolderUID string     `json:"folderUid"`
@@ -604,4 +620,99 @@ func (f *fakeGrafana) putRuleGroup(w http.ResponseWriter, r *http.Request, folde
 	g := &fakeRuleGroup{Title: title, FolderUID: folderUID, Interval: body.Interval, Rules: rules}
 	f.groups[folderUID][title] = g
 	writeJSON(w, http.StatusOK, g)
+}
+
+// ConcurrentSave makes someone else save the dashboard just before our next save of it: that
+// save's version is then stale.
+func (f *Server) ConcurrentSave(uid string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.concurrent[uid] = true
+}
+
+// Dashboard returns a copy of a stored dashboard's model, and its folder.
+func (f *Server) Dashboard(uid string) (model map[string]any, folderUID string, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.dashboards[uid]
+	if !ok {
+		return nil, "", false
+	}
+	return normalize(d.model).(map[string]any), d.folderUID, true
+}
+
+// FolderTitle returns a folder's title.
+func (f *Server) FolderTitle(uid string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fd, ok := f.folders[uid]
+	if !ok {
+		return "", false
+	}
+	return fd.Title, true
+}
+
+// RenameFolder changes a folder's title as someone in Grafana would.
+func (f *Server) RenameFolder(uid, title string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.folders[uid].Title = title
+	f.folders[uid].Version++
+}
+
+// DataSource returns a copy of a stored data source as Grafana answers it.
+func (f *Server) DataSource(uid string) (map[string]any, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ds, ok := f.sources[uid]
+	if !ok {
+		return nil, false
+	}
+	return normalize(ds).(map[string]any), true
+}
+
+// EditDataSource changes a stored data source as someone in Grafana would.
+func (f *Server) EditDataSource(uid string, edit func(ds map[string]any)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	edit(f.sources[uid])
+}
+
+// RuleGroup returns copies of a rule group's stored rules.
+func (f *Server) RuleGroup(folderUID, title string) ([]map[string]any, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, ok := f.groups[folderUID][title]
+	if !ok {
+		return nil, false
+	}
+	out := make([]map[string]any, len(g.Rules))
+	for i, r := range g.Rules {
+		out[i] = normalize(r).(map[string]any)
+	}
+	return out, true
+}
+
+// Rules counts the stored rules of a folder.
+func (f *Server) Rules(folderUID string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, g := range f.groups[folderUID] {
+		n += len(g.Rules)
+	}
+	return n
+}
+
+// normalize gives v as JSON decodes it (numbers as float64): how Grafana stores and answers.
+func normalize(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return v
+	}
+	return out
 }
