@@ -262,6 +262,7 @@ func (e *Env) buildRegions() error {
 			HTTPAddress:          "127.0.0.1:0",
 			GRPCAddress:          "127.0.0.1:0",
 			OutOfOrderTimeWindow: e.cfg.Backfill,
+			MaxExemplars:         ingest.DefaultMaxExemplars,
 		})
 		if err != nil {
 			return fmt.Errorf("region %s: %w", name, err)

@@ -163,6 +163,36 @@ func TestDevEnvironment(t *testing.T) {
 		require.ElementsMatch(t, regionNames, regions)
 	})
 
+	t.Run("metadata and latency exemplars come from every region", func(t *testing.T) {
+		code, resp := call(t, http.MethodGet, base+"/api/v1/metadata?metric=http_request_duration_seconds")
+		require.Equal(t, http.StatusOK, code, resp.Error)
+		require.JSONEq(t, `{"http_request_duration_seconds":[{"type":"histogram","help":"Duration of HTTP requests in seconds.","unit":""}]}`, string(resp.Data))
+		code, resp = call(t, http.MethodGet, base+"/api/v1/metadata")
+		require.Equal(t, http.StatusOK, code, resp.Error)
+		var md map[string][]map[string]string
+		require.NoError(t, json.Unmarshal(resp.Data, &md))
+		require.Contains(t, md, "http_requests_total")
+		require.Equal(t, "counter", md["http_requests_total"][0]["type"])
+
+		code, resp = call(t, http.MethodGet, base+"/api/v1/query_exemplars?query="+url.QueryEscape(`histogram_quantile(0.99, sum by (le, region) (rate(http_request_duration_seconds_bucket[5m])))`))
+		require.Equal(t, http.StatusOK, code, resp.Error)
+		require.Empty(t, resp.Warnings)
+		var exs []struct {
+			SeriesLabels map[string]string `json:"seriesLabels"`
+			Exemplars    []struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"exemplars"`
+		}
+		require.NoError(t, json.Unmarshal(resp.Data, &exs))
+		regions := map[string]bool{}
+		for _, e := range exs {
+			regions[e.SeriesLabels[RegionLabel]] = true
+			require.NotEmpty(t, e.Exemplars)
+			require.Len(t, e.Exemplars[0].Labels["trace_id"], 32)
+		}
+		require.Len(t, regions, len(regionNames), "exemplars of every region: %v", regions)
+	})
+
 	t.Run("SLOs are reported globally and per region", func(t *testing.T) {
 		code, resp := call(t, http.MethodGet, base+slo.SLOAPIPath)
 		require.Equal(t, http.StatusOK, code)

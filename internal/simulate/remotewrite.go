@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -14,8 +15,11 @@ import (
 //
 // Requests are in time order: each holds every series over a few consecutive steps, so a
 // receiver that only accepts recent samples (a TSDB head) takes a long backfill request by
-// request. The first request also carries the metric metadata. Label slices are shared between
-// requests and must not be modified.
+// request. The first request also carries the metric metadata (type and help of every
+// family), and each classic latency bucket that holds requests of its own carries an exemplar
+// at the request's last step: a request's latency within the bucket and its trace_id, as an
+// instrumented service attaches the latest traced request to the bucket it fell in. Label
+// slices are shared between requests and must not be modified.
 func (s *Simulator) WriteRequests(region string, from, to time.Time, step time.Duration) ([]*prompb.WriteRequest, error) {
 	var out []*prompb.WriteRequest
 	err := s.eachWriteRequest(region, from.UnixMilli(), to.UnixMilli(), step, func(wr *prompb.WriteRequest, _ int64) error {
@@ -84,7 +88,17 @@ func (s *Simulator) eachWriteRequest(name string, fromMs, toMs int64, step time.
 			return nil
 		}
 		for i, def := range r.floats {
-			if err := add(prompb.TimeSeries{Labels: def.pb, Samples: samples[i]}); err != nil {
+			ts := prompb.TimeSeries{Labels: def.pb, Samples: samples[i]}
+			if def.part == partBucket {
+				below := 0.0
+				if i > 0 && r.floats[i-1].part == partBucket && r.floats[i-1].metric == def.metric {
+					below = samples[i-1][n-1].Value
+				}
+				if samples[i][n-1].Value > below {
+					ts.Exemplars = []prompb.Exemplar{bucketExemplar(name, def, last)}
+				}
+			}
+			if err := add(ts); err != nil {
 				return err
 			}
 		}
@@ -98,6 +112,28 @@ func (s *Simulator) eachWriteRequest(name string, fromMs, toMs int64, step time.
 		}
 	}
 	return nil
+}
+
+// bucketExemplar is the exemplar of a classic latency bucket at ts: a latency in the bucket's
+// range and a trace id (32 hex digits, as OpenTelemetry's), both derived from the region, the
+// series and ts, so that runs are repeatable.
+func bucketExemplar(region string, def seriesDef, ts int64) prompb.Exemplar {
+	h := mix(hashString(region), uint64(def.metric), math.Float64bits(def.le), uint64(ts))
+	lower, upper := def.le/2, def.le
+	for i, b := range classicBounds {
+		if b == def.le && i > 0 {
+			lower = classicBounds[i-1]
+		}
+	}
+	if math.IsInf(def.le, 1) {
+		lower, upper = classicBounds[len(classicBounds)-1], 2*classicBounds[len(classicBounds)-1]
+	}
+	frac := float64(h>>11) / (1 << 53)
+	return prompb.Exemplar{
+		Labels:    []prompb.Label{{Name: "trace_id", Value: fmt.Sprintf("%016x%016x", h, mix(h, uint64(ts)))}},
+		Value:     lower + (upper-lower)*frac,
+		Timestamp: ts,
+	}
 }
 
 // familyMetadata returns remote-write metadata for every metric family.

@@ -1,6 +1,8 @@
 package simulate
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,4 +195,39 @@ func TestWriteRequestsRejectsBadArguments(t *testing.T) {
 	for key, pts := range series {
 		require.Equal(t, s.Origin().UnixMilli(), pts[0].t, "%s: nothing before the origin", key)
 	}
+}
+
+func TestLatencyBucketsCarryExemplarsWithinTheirBucket(t *testing.T) {
+	s, _ := newTestSimulator(t)
+	reqs, err := s.WriteRequests("eu-west-1", testStart, testStart.Add(time.Minute), 15*time.Second)
+	require.NoError(t, err)
+	var b labels.ScratchBuilder
+	traceID := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	withExemplars, traces := 0, map[string]bool{}
+	for _, wr := range reqs {
+		for _, ts := range roundTrip(t, wr).Timeseries {
+			l := ts.ToLabels(&b, nil)
+			if l.Get(labels.MetricName) != "http_request_duration_seconds_bucket" {
+				require.Empty(t, ts.Exemplars, l.String())
+				continue
+			}
+			if len(ts.Exemplars) == 0 {
+				continue
+			}
+			withExemplars++
+			require.Len(t, ts.Exemplars, 1)
+			e := ts.Exemplars[0]
+			require.Equal(t, ts.Samples[len(ts.Samples)-1].Timestamp, e.Timestamp, "at the request's last step")
+			require.Len(t, e.Labels, 1)
+			require.Equal(t, "trace_id", e.Labels[0].Name)
+			require.Regexp(t, traceID, e.Labels[0].Value)
+			traces[e.Labels[0].Value] = true
+			le, err := strconv.ParseFloat(l.Get("le"), 64)
+			require.NoError(t, err)
+			require.LessOrEqual(t, e.Value, max(le, 20), "within its bucket: %s", l)
+			require.Greater(t, e.Value, 0.0)
+		}
+	}
+	require.Positive(t, withExemplars)
+	require.Len(t, traces, withExemplars, "every exemplar its own trace")
 }
