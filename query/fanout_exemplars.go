@@ -37,7 +37,9 @@ func (f *Fanout) Exemplars(ctx context.Context, mint, maxt int64, selectors [][]
 	for _, v := range stores {
 		var sels [][]*labels.Matcher
 		for _, sel := range selectors {
-			if !v.matches(mint, maxt, sel) {
+			// Not pruned by time: a store's announced range is as old as its last Info probe,
+			// and Thanos Query does not prune exemplar calls by time either.
+			if !v.matches(minTime, maxTime, sel) {
 				continue
 			}
 			if v.apis.component != "query" {
