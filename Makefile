@@ -74,6 +74,7 @@ lint: vet
 
 fuzz:
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWriteRequest -fuzztime 30s ./ingest/
+	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeV1MatchesPrometheus -fuzztime 30s ./ingest/
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWatchMessages -fuzztime 30s ./internal/labelindex/
 
 clean:

@@ -20,7 +20,9 @@ type countingAppendable struct {
 	meta    *metadataStore // receives series metadata on commit
 }
 
-func (a countingAppendable) Appender(ctx context.Context) storage.Appender {
+func (a countingAppendable) Appender(ctx context.Context) storage.Appender { return a.appender(ctx) }
+
+func (a countingAppendable) appender(ctx context.Context) *countingAppender {
 	return &countingAppender{Appender: a.db.Appender(ctx), metrics: a.metrics, meta: a.meta, notes: writeNotesFrom(ctx)}
 }
 
@@ -66,6 +68,22 @@ func (a *countingAppender) AppendExemplar(ref storage.SeriesRef, l labels.Labels
 func (a *countingAppender) UpdateMetadata(ref storage.SeriesRef, l labels.Labels, m metadata.Metadata) (storage.SeriesRef, error) {
 	a.noteMetadata(l, m)
 	return ref, nil
+}
+
+// GetRef finds a series the head already has, so that its samples are appended by reference
+// with the head's own labels (storage.GetRef).
+func (a *countingAppender) GetRef(lset labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	if g, ok := a.Appender.(storage.GetRef); ok {
+		return g.GetRef(lset, hash)
+	}
+	return 0, labels.EmptyLabels()
+}
+
+// discard rolls back a request that turned out malformed: it was refused as a whole, so its
+// samples count as neither appended nor rolled back.
+func (a *countingAppender) discard() {
+	a.appended = 0
+	_ = a.Appender.Rollback()
 }
 
 func (a *countingAppender) count(err error) {

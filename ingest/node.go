@@ -335,6 +335,15 @@ func (a *versioningAppender) AppendHistogramSTZeroSample(ref storage.SeriesRef, 
 	return ref, err
 }
 
+// GetRef finds a series the head already has (storage.GetRef); appending to it by reference
+// creates nothing.
+func (a *versioningAppender) GetRef(lset labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	if g, ok := a.Appender.(storage.GetRef); ok {
+		return g.GetRef(lset, hash)
+	}
+	return 0, labels.EmptyLabels()
+}
+
 func (a *versioningAppender) noteCreated(before uint64, ref storage.SeriesRef, l labels.Labels) {
 	r := uint64(ref)
 	for {

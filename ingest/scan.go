@@ -50,8 +50,9 @@ const (
 	reasonRolledBack      rejectReason = "rolled_back"
 )
 
-// writeSummary is what one pass over a decoded remote-write body learned without building the
-// message: how much it carries and which series Prometheus's handler will refuse.
+// writeSummary is what a pass over a decoded remote-write body learned: how much it carries and
+// which series are refused for their labels. For RW1 it is the decoder's record (decode_v1.go);
+// for RW2 a walk without building the message, before Prometheus's handler decodes it.
 type writeSummary struct {
 	samples    int // float samples plus histogram samples
 	exemplars  int
@@ -92,60 +93,6 @@ func (s *writeSummary) problemText() string {
 		fmt.Fprintf(&b, " and %d more", s.nProblems-len(s.problems))
 	}
 	return b.String()
-}
-
-// scanV1 walks a prompb.WriteRequest.
-func (s *writeSummary) scanV1(buf []byte) error {
-	return eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num != rw1Timeseries {
-			return nil
-		}
-		if typ != protowire.BytesType {
-			return fmt.Errorf("%w: timeseries field has wire type %d", errMalformed, typ)
-		}
-		return s.scanV1Series(v)
-	})
-}
-
-func (s *writeSummary) scanV1Series(buf []byte) error {
-	s.labelPairs = s.labelPairs[:0]
-	samples := 0
-	err := eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
-		switch num {
-		case rw1SeriesLabels:
-			if typ != protowire.BytesType {
-				return fmt.Errorf("%w: label field has wire type %d", errMalformed, typ)
-			}
-			var p labelPair
-			err := eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
-				if typ != protowire.BytesType {
-					return nil
-				}
-				switch num {
-				case rw1LabelName:
-					p.name = v
-				case rw1LabelValue:
-					p.value = v
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			s.labelPairs = append(s.labelPairs, p)
-		case rw1SeriesSamples, rw1SeriesHistogram:
-			samples++
-		case rw1SeriesExemplars:
-			s.exemplars++
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	s.samples += samples
-	s.checkLabels(samples)
-	return nil
 }
 
 // scanV2 walks an io.prometheus.write.v2.Request. Symbols may follow the series on the wire, so
@@ -230,7 +177,7 @@ func (s *writeSummary) scanV2Series(idx int, buf []byte) error {
 		}
 		s.labelPairs = append(s.labelPairs, labelPair{name: s.symbols[n], value: s.symbols[v]})
 	}
-	s.checkLabels(samples)
+	_ = s.checkLabels(samples) // recorded in s
 	return nil
 }
 
@@ -255,14 +202,15 @@ func (s *writeSummary) appendRefs(typ protowire.Type, v []byte) error {
 }
 
 // checkLabels applies the checks Prometheus's handler makes before appending (a metric name,
-// valid UTF-8 names and values, no name twice) to the series in s.labelPairs.
-func (s *writeSummary) checkLabels(samples int) {
+// valid UTF-8 names and values, no name twice) to the series in s.labelPairs, and records the
+// series as rejected if one fails.
+func (s *writeSummary) checkLabels(samples int) bool {
 	pairs := s.labelPairs
 	hasName := false
 	for _, p := range pairs {
 		if len(p.name) == 0 || !utf8.Valid(p.name) || !utf8.Valid(p.value) {
 			s.reject(reasonInvalidLabels, samples, fmt.Sprintf("invalid label name or value %q=%q in %s", p.name, p.value, pairsString(pairs)))
-			return
+			return false
 		}
 		if bytes.Equal(p.name, metricNameBytes) {
 			hasName = len(p.value) > 0
@@ -270,17 +218,23 @@ func (s *writeSummary) checkLabels(samples int) {
 	}
 	if !hasName {
 		s.reject(reasonInvalidLabels, samples, "missing metric name in "+pairsString(pairs))
-		return
+		return false
 	}
-	cmp := func(a, b labelPair) int { return bytes.Compare(a.name, b.name) }
-	if !slices.IsSortedFunc(pairs, cmp) {
-		slices.SortFunc(pairs, cmp)
-	}
+	sortPairs(pairs)
 	for i := 1; i < len(pairs); i++ {
 		if bytes.Equal(pairs[i].name, pairs[i-1].name) {
 			s.reject(reasonDuplicateLabels, samples, fmt.Sprintf("duplicate label name %q in %s", pairs[i].name, pairsString(pairs)))
-			return
+			return false
 		}
+	}
+	return true
+}
+
+// sortPairs sorts label pairs by name, as labels.Labels are.
+func sortPairs(pairs []labelPair) {
+	cmp := func(a, b labelPair) int { return bytes.Compare(a.name, b.name) }
+	if !slices.IsSortedFunc(pairs, cmp) {
+		slices.SortFunc(pairs, cmp)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -17,21 +18,23 @@ import (
 	"github.com/prometheus/prometheus/storage/remote"
 )
 
-// writeHandler guards Prometheus's remote-write handler. Prometheus's handler decodes and appends;
-// in front of it this layer
+// writeHandler receives remote write. RW1, what Prometheus sends by default, is decoded, checked
+// and appended in one pass (v1Decoder); RW2 goes to Prometheus's remote-write handler. For both
+// this layer
 //   - limits the body size (413, as Thanos Receive answers),
 //   - refuses bodies that are not snappy or not a well-formed remote-write message (400),
 //   - refuses RW2 bodies whose metadata refers outside the symbols table, which would make
 //     Prometheus's handler panic,
-//   - turns the silent 2xx Prometheus gives RW1 requests with invalid or duplicate labels into a
-//     400 naming the series (the valid series of the request are stored, as with RW2 partial
-//     writes and Thanos Receive; the invalid ones never reach the TSDB),
+//   - answers RW1 requests with invalid or duplicate labels (to which Prometheus gives a silent
+//     2xx) with a 400 naming the series (the valid series of the request are stored, as with
+//     RW2 partial writes and Thanos Receive; the invalid ones never reach the TSDB),
 //   - keeps RW1 metadata messages and RW2 series metadata (metadata.go), and answers bad
 //     metadata and exemplars with a 400 naming them, the rest of the request being stored,
 //   - counts samples received and rejected by reason.
 type writeHandler struct {
 	logger  *slog.Logger
 	maxBody int64
+	app     countingAppendable
 	next    http.Handler
 	metrics *metrics
 	meta    *metadataStore
@@ -48,11 +51,12 @@ func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage
 	h := &writeHandler{
 		logger:  logger,
 		maxBody: maxBody,
-		// appendMetadata: RW2 series metadata goes to UpdateMetadata, which keeps it in meta.
-		next:    remote.NewWriteHandler(logger, reg, countingAppendable{db: app, metrics: m, meta: meta}, acceptedMessages, false, false, true),
+		app:     countingAppendable{db: app, metrics: m, meta: meta},
 		metrics: m,
 		meta:    meta,
 	}
+	// appendMetadata: RW2 series metadata goes to UpdateMetadata, which keeps it in meta.
+	h.next = remote.NewWriteHandler(logger, reg, h.app, acceptedMessages, false, false, true)
 	h.buffers.New = func() any { return new([]byte) }
 	h.summaries.New = func() any { return new(writeSummary) }
 	h.notes.New = func() any { return new(writeNotes) }
@@ -124,24 +128,14 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	notes.reset()
 	r = r.WithContext(withWriteNotes(r.Context(), notes))
 	if msgType == remoteapi.WriteV1MessageType {
-		err = sum.scanV1(decoded)
-		if err == nil {
-			err = h.storeV1Metadata(decoded, notes)
-		}
-	} else {
-		err = sum.scanV2(decoded)
-	}
-	if err != nil {
-		if !errors.Is(err, errMalformed) {
-			err = fmt.Errorf("%w: %w", errMalformed, err)
-		}
-		h.refuse(w, "malformed", http.StatusBadRequest, fmt.Sprintf("decode %s remote write request: %v", msgType, err))
+		h.serveV1(w, r, decoded, sum, notes)
 		return
 	}
-	h.metrics.samplesReceived.Add(float64(sum.samples))
-	for reason, n := range sum.rejected {
-		h.metrics.samplesRejected.WithLabelValues(string(reason)).Add(float64(n))
+	if err := sum.scanV2(decoded); err != nil {
+		h.refuseMalformed(w, msgType, err)
+		return
 	}
+	h.countReceived(sum)
 	if sum.nProblems > 0 {
 		h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
 	}
@@ -160,6 +154,68 @@ func (h *writeHandler) problemText(sum *writeSummary, notes *writeNotes) string 
 		h.logger.Warn("remote write with invalid metadata or exemplars", "problems", text)
 	}
 	return joinNonEmpty(series, text)
+}
+
+// serveV1 decodes and appends an RW1 body, keeps its metadata messages, and answers as
+// Prometheus's handler would, with the refused series, metadata and exemplars named.
+func (h *writeHandler) serveV1(w http.ResponseWriter, r *http.Request, body []byte, sum *writeSummary, notes *writeNotes) {
+	app := h.app.appender(r.Context())
+	d := newV1Decoder(sum, time.Now())
+	err := d.decode(body, app)
+	if !errors.Is(err, errMalformed) {
+		// Metadata messages stand apart from the samples (Prometheus sends them every minute,
+		// alone): they are kept even when a sample fails the request.
+		if merr := h.storeV1Metadata(body, notes); merr != nil {
+			err = merr
+		}
+	}
+	if errors.Is(err, errMalformed) {
+		app.discard()
+		h.refuseMalformed(w, remoteapi.WriteV1MessageType, err)
+		return
+	}
+	h.countReceived(sum)
+	if d.exemplarsDropped > 0 {
+		h.logger.Debug("remote write exemplars dropped", "exemplars", d.exemplarsDropped)
+	}
+	var aerr *appendError
+	if errors.As(err, &aerr) {
+		_ = app.Rollback()
+		code := aerr.status()
+		if code/100 == 5 {
+			h.logger.Error("remote write append failed", "err", err)
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	if err := app.Commit(); err != nil {
+		h.logger.Error("remote write commit failed", "err", err)
+		http.Error(w, fmt.Sprintf("commit: %v", err), http.StatusInternalServerError)
+		return
+	}
+	if sum.nProblems > 0 {
+		h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
+	}
+	if text := h.problemText(sum, notes); text != "" {
+		http.Error(w, text, http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *writeHandler) refuseMalformed(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) {
+	if !errors.Is(err, errMalformed) {
+		err = fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	h.refuse(w, "malformed", http.StatusBadRequest, fmt.Sprintf("decode %s remote write request: %v", msgType, err))
+}
+
+// countReceived counts the samples of a well-formed request, and those refused for their labels.
+func (h *writeHandler) countReceived(sum *writeSummary) {
+	h.metrics.samplesReceived.Add(float64(sum.samples))
+	for reason, n := range sum.rejected {
+		h.metrics.samplesRejected.WithLabelValues(string(reason)).Add(float64(n))
+	}
 }
 
 func (h *writeHandler) refuse(w http.ResponseWriter, reason string, code int, msg string) {

@@ -81,6 +81,18 @@ func TestWriteBadInputIsRefusedAndLeavesStoredDataAlone(t *testing.T) {
 			wantCode: http.StatusBadRequest, wantMsg: "malformed remote write message", wantRefused: "malformed",
 		},
 		{
+			name: "rw1 malformed series after a valid one stores nothing", contentType: rw1ContentType,
+			body: func(t *testing.T) []byte {
+				raw, err := snappy.Decode(nil, rw1(t, good))
+				require.NoError(t, err)
+				// A second timeseries whose sample value is a varint instead of a double.
+				raw = append(raw, 0x0a, 0x06, 0x12, 0x04, 0x08, 0x01, 0x10, 0x01)
+				return snappy.Encode(nil, raw)
+			},
+			wantCode: http.StatusBadRequest, wantMsg: "sample field 1 has wire type 0", wantRefused: "malformed",
+			wantReject: map[rejectReason]float64{reasonRolledBack: 0},
+		},
+		{
 			name: "compressed body larger than the limit", contentType: rw1ContentType,
 			body:     func(*testing.T) []byte { return bytes.Repeat([]byte{0xab}, 65<<10) },
 			wantCode: http.StatusRequestEntityTooLarge, wantMsg: "write request too large", wantRefused: "too_large",
@@ -151,7 +163,7 @@ func TestWriteBadInputIsRefusedAndLeavesStoredDataAlone(t *testing.T) {
 			body: func(t *testing.T) []byte {
 				return rw1(t, good, series{labels: seed.labels, samples: []prompb.Sample{{Timestamp: now - 55_500, Value: 42}}})
 			},
-			wantCode: http.StatusBadRequest, wantMsg: "out of order sample",
+			wantCode: http.StatusBadRequest, wantMsg: `out of order sample for series {__name__="seed", job="a"}`,
 			wantReject: map[rejectReason]float64{reasonOutOfOrder: 1, reasonRolledBack: 3},
 		},
 		{
