@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/thanos-io/objstore"
 )
 
 // DefaultMaxBodySize is the default limit on a remote-write body, compressed and decompressed.
@@ -60,6 +61,11 @@ type Config struct {
 	// dropped, and the node serves no Exemplars API. The command's flag defaults to
 	// DefaultMaxExemplars.
 	MaxExemplars int64
+
+	// Bucket, when set, receives every block cut from the head with a Thanos meta.json (see
+	// shipper.go); local compaction is then off and retention deletes only uploaded blocks.
+	// NewBucket opens one from a Thanos objstore configuration. The node does not close it.
+	Bucket objstore.Bucket
 }
 
 // GRPCTLSConfig names the PEM files of the StoreAPI server's TLS set-up, as Thanos's

@@ -52,9 +52,10 @@ type Node struct {
 	health         *health.Server
 	handler        http.Handler
 
-	db     atomic.Pointer[tsdb.DB]
-	meta   *metadataStore
-	labels *labelindex.Tracker
+	db      atomic.Pointer[tsdb.DB]
+	meta    *metadataStore
+	labels  *labelindex.Tracker
+	shipper *shipper // nil without a bucket
 	// maxSeriesRef is the highest head series reference seen (the head numbers series in
 	// creation order): a series with a higher one is newer than any seen.
 	maxSeriesRef atomic.Uint64
@@ -78,6 +79,9 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: logger, reg: reg, metrics: newMetrics(reg), meta: newMetadataStore(nil)}
+	if cfg.Bucket != nil {
+		n.shipper = newShipper(logger, reg, cfg.Bucket, cfg.TSDBPath, cfg.ExternalLabels)
+	}
 	n.labels = labelindex.NewTracker(func() (labelindex.State, bool) {
 		db := n.db.Load()
 		if db == nil {
@@ -179,6 +183,13 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { close(stop) })
 	}
+	if n.shipper != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			n.shipper.run(ctx, n.DB)
+			return nil
+		}, func(error) { cancel() })
+	}
 	n.logger.Info("ingest node starting", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "tsdb", n.cfg.TSDBPath, "external_labels", n.cfg.ExternalLabels.String())
 	err := g.Run()
 	if db := n.db.Load(); db != nil {
@@ -192,9 +203,16 @@ func (n *Node) Run(ctx context.Context) error {
 
 func (n *Node) openTSDB() error {
 	start := time.Now()
-	db, err := tsdb.Open(n.cfg.TSDBPath, n.logger.With("component", "tsdb"), n.reg, tsdbOptions(n.cfg), nil)
+	opts := tsdbOptions(n.cfg)
+	if n.shipper != nil {
+		n.shipper.configure(opts)
+	}
+	db, err := tsdb.Open(n.cfg.TSDBPath, n.logger.With("component", "tsdb"), n.reg, opts, nil)
 	if err != nil {
 		return fmt.Errorf("open tsdb %s: %w", n.cfg.TSDBPath, err)
+	}
+	if n.shipper != nil {
+		n.shipper.opened(db)
 	}
 	took := time.Since(start)
 	n.metrics.walReplay.Set(took.Seconds())

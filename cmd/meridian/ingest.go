@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -12,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/model"
+	"github.com/thanos-io/objstore"
 
 	"github.com/meridian-obs/meridian/ingest"
 )
@@ -40,6 +43,10 @@ func ingestCommand(app *kingpin.Application) subcommand {
 	grpcCert := cmd.Flag("grpc-server-tls-cert", "TLS certificate of the gRPC server; empty serves plaintext.").Default("").String()
 	grpcKey := cmd.Flag("grpc-server-tls-key", "TLS key of the gRPC server.").Default("").String()
 	grpcCA := cmd.Flag("grpc-server-tls-client-ca", "CA to verify gRPC client certificates with; when set, clients must present one (mTLS).").Default("").String()
+	objstoreFile := cmd.Flag("objstore.config-file", "Path to a Thanos object storage configuration (YAML: type, config, prefix). When given, every 2h block is uploaded there for Thanos Store Gateway and Compactor, local compaction is off and retention deletes only uploaded blocks.").
+		Default("").String()
+	objstoreInline := cmd.Flag("objstore.config", "Alternative to --objstore.config-file (mutually exclusive): the object storage configuration itself.").
+		Default("").String()
 
 	return subcommand{cmd: cmd, run: func(ctx context.Context, logger *slog.Logger) error {
 		ext, err := ingest.ParseExternalLabels(*labelFlags)
@@ -52,6 +59,13 @@ func ingestCommand(app *kingpin.Application) subcommand {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			versioncollector.NewCollector("meridian"),
 		)
+		bucket, err := openBucket(logger, reg, *objstoreFile, *objstoreInline)
+		if err != nil {
+			return err
+		}
+		if bucket != nil {
+			defer bucket.Close()
+		}
 		node, err := ingest.New(logger, reg, ingest.Config{
 			ExternalLabels:       ext,
 			TSDBPath:             *tsdbPath,
@@ -64,10 +78,37 @@ func ingestCommand(app *kingpin.Application) subcommand {
 			OutOfOrderTimeWindow: time.Duration(oooWindow),
 			MaxBodySize:          int64(*maxBody),
 			MaxExemplars:         *maxExemplars,
+			Bucket:               bucket,
 		})
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
 		return node.Run(ctx)
 	}}
+}
+
+// openBucket opens the bucket of --objstore.config-file or --objstore.config, or returns nil
+// when neither is given (shipping off), as Thanos's path-or-content flags do.
+func openBucket(logger *slog.Logger, reg prometheus.Registerer, file, inline string) (objstore.Bucket, error) {
+	var conf []byte
+	source := "--objstore.config"
+	switch {
+	case file != "" && inline != "":
+		return nil, errors.New("--objstore.config-file and --objstore.config are mutually exclusive")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--objstore.config-file: %w", err)
+		}
+		conf, source = b, file
+	case inline != "":
+		conf = []byte(inline)
+	default:
+		return nil, nil
+	}
+	bkt, err := ingest.NewBucket(logger, reg, conf)
+	if err != nil {
+		return nil, fmt.Errorf("objstore config %s: %w", source, err)
+	}
+	return bkt, nil
 }
