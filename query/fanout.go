@@ -265,6 +265,9 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 		if dedup && !v.withoutReplicaSupport {
 			set.stripLabels = q.f.opts.ReplicaLabels
 		}
+		if dedup && len(v.labelSets) == 1 && !v.labelSets[0].IsEmpty() {
+			set.source = v.labelSets[0].String()
+		}
 		sets = append(sets, set)
 	}
 	return &fanoutSeriesSet{ctx: ctx, f: q.f, stores: sets, partial: partial, limit: limit, mergeFn: mergeFn, cancel: cancel}

@@ -152,6 +152,10 @@ type storeSeriesSet struct {
 	// stripLabels are replica labels to remove client-side, for stores that do not support
 	// WithoutReplicaLabels; their answer is then buffered and re-sorted.
 	stripLabels []string
+	// source is the store's one external label set, replica label included, when replicas are
+	// deduplicated: stores announcing the same one hold parts of the same replica's data (an
+	// ingest node and the Store Gateway over the blocks it shipped).
+	source string
 
 	batch     []*storepb.Series
 	peeked    *storepb.Series
@@ -283,11 +287,7 @@ func (fs *fanoutSeriesSet) Next() bool {
 		return false
 	}
 	if fs.merged == nil {
-		sets := make([]storage.SeriesSet, len(fs.stores))
-		for i, s := range fs.stores {
-			sets[i] = s
-		}
-		fs.merged = storage.NewMergeSeriesSet(sets, fs.limit, fs.mergeFn)
+		fs.merged = storage.NewMergeSeriesSet(bySource(fs.stores), fs.limit, fs.mergeFn)
 	}
 	if fs.merged.Next() {
 		if !fs.partial {
@@ -303,6 +303,34 @@ func (fs *fanoutSeriesSet) Next() bool {
 	}
 	fs.finish()
 	return false
+}
+
+// bySource merges the answers of stores that hold the same replica's data sample by sample
+// (each sample once, none dropped) before replicas are deduplicated: the penalty that keeps
+// two replicas from interleaving would otherwise drop the samples at the seam where one
+// store's part of a replica ends and the other's goes on.
+func bySource(stores []*storeSeriesSet) []storage.SeriesSet {
+	groups := map[string][]storage.SeriesSet{}
+	var sets []storage.SeriesSet
+	for _, s := range stores {
+		if s.source == "" {
+			sets = append(sets, s)
+			continue
+		}
+		groups[s.source] = append(groups[s.source], s)
+	}
+	for _, s := range stores {
+		g, ok := groups[s.source]
+		switch {
+		case !ok:
+		case len(g) == 1:
+			sets = append(sets, g[0])
+		default:
+			sets = append(sets, storage.NewMergeSeriesSet(g, 0, storage.ChainedSeriesMerge))
+		}
+		delete(groups, s.source)
+	}
+	return sets
 }
 
 // finish settles the outcome once the merge has ended or must stop, from the stores whose
