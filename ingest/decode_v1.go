@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -148,7 +149,7 @@ func (d *v1Decoder) series(buf []byte, app seriesAppender) error {
 		// Labels are checked once, when the series is new: the head only holds series that
 		// passed. The TSDB keeps the label set of a new series, so it gets its own strings.
 		if !s.checkLabels(samples) {
-			return validateSeries(buf) // a malformed body is refused whole, as Prometheus does
+			return d.validateSeries(buf) // a malformed body is refused whole, as Prometheus does
 		}
 		lset = ownedLabels(s.labelPairs)
 	}
@@ -230,13 +231,10 @@ func (d *v1Decoder) appendHistogram(app seriesAppender, ref storage.SeriesRef, l
 }
 
 func (d *v1Decoder) appendExemplar(app seriesAppender, ref storage.SeriesRef, lset labels.Labels, v []byte) error {
-	var ep prompb.Exemplar
-	if err := ep.Unmarshal(v); err != nil {
-		return fmt.Errorf("%w: exemplar of series %s: %w", errMalformed, lset.String(), err)
+	e, err := d.decodeExemplar(v)
+	if err != nil {
+		return fmt.Errorf("%w of series %s", err, lset.String())
 	}
-	// The exemplar's labels are a copy (ToExemplar) of the unmarshalled message's strings: the
-	// exemplar storage may keep them.
-	e := ep.ToExemplar(&d.builder, nil)
 	if e.Ts > d.maxTime {
 		d.exemplarsDropped++
 		return nil
@@ -247,8 +245,65 @@ func (d *v1Decoder) appendExemplar(app seriesAppender, ref storage.SeriesRef, ls
 	return nil
 }
 
+// Field numbers of prompb.Exemplar.
+const (
+	rw1ExemplarLabels    = 1
+	rw1ExemplarValue     = 2
+	rw1ExemplarTimestamp = 3
+)
+
+// decodeExemplar reads a prompb.Exemplar as Prometheus's ToExemplar gives it: labels sorted,
+// a timestamp only if not zero. The label strings are copies: the exemplar storage keeps them.
+func (d *v1Decoder) decodeExemplar(buf []byte) (exemplar.Exemplar, error) {
+	var e exemplar.Exemplar
+	d.builder.Reset()
+	for len(buf) > 0 {
+		num, typ, n := protowire.ConsumeTag(buf)
+		if n < 0 {
+			return e, fmt.Errorf("%w: exemplar: %w", errMalformed, protowire.ParseError(n))
+		}
+		buf = buf[n:]
+		switch {
+		case num == rw1ExemplarLabels && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(buf)
+			if m < 0 {
+				return e, fmt.Errorf("%w: exemplar label: %w", errMalformed, protowire.ParseError(m))
+			}
+			p, err := labelPairOf(v)
+			if err != nil {
+				return e, fmt.Errorf("exemplar: %w", err)
+			}
+			d.builder.Add(string(p.name), string(p.value))
+			n = m
+		case num == rw1ExemplarValue && typ == protowire.Fixed64Type:
+			bits, m := protowire.ConsumeFixed64(buf)
+			if m < 0 {
+				return e, fmt.Errorf("%w: exemplar value: %w", errMalformed, protowire.ParseError(m))
+			}
+			e.Value, n = math.Float64frombits(bits), m
+		case num == rw1ExemplarTimestamp && typ == protowire.VarintType:
+			x, m := protowire.ConsumeVarint(buf)
+			if m < 0 {
+				return e, fmt.Errorf("%w: exemplar timestamp: %w", errMalformed, protowire.ParseError(m))
+			}
+			e.Ts, n = int64(x), m
+		case num == rw1ExemplarLabels || num == rw1ExemplarValue || num == rw1ExemplarTimestamp:
+			return e, fmt.Errorf("%w: exemplar field %d has wire type %d", errMalformed, num, typ)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, buf)
+			if n < 0 {
+				return e, fmt.Errorf("%w: exemplar field %d: %w", errMalformed, num, protowire.ParseError(n))
+			}
+		}
+		buf = buf[n:]
+	}
+	d.builder.Sort()
+	e.Labels, e.HasTs = d.builder.Labels(), e.Ts != 0
+	return e, nil
+}
+
 // validateSeries checks the samples, histograms and exemplars of a series that is not appended.
-func validateSeries(buf []byte) error {
+func (d *v1Decoder) validateSeries(buf []byte) error {
 	return eachField(buf, func(num protowire.Number, _ protowire.Type, v []byte) error {
 		var err error
 		switch num {
@@ -260,10 +315,7 @@ func validateSeries(buf []byte) error {
 				err = fmt.Errorf("%w: histogram: %w", errMalformed, uerr)
 			}
 		case rw1SeriesExemplars:
-			var ep prompb.Exemplar
-			if uerr := ep.Unmarshal(v); uerr != nil {
-				err = fmt.Errorf("%w: exemplar: %w", errMalformed, uerr)
-			}
+			_, err = d.decodeExemplar(v)
 		}
 		return err
 	})
