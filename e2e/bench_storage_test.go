@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ const (
 	shipSeries   = 1_000
 	shipSteps    = 24 * 3600 / 15 // 24h at the 15s scrape interval: 5760 samples per series
 	shipSenders  = 4
-	shipRounds   = 5
+	shipRounds   = 7
 	shipPerBody  = 250
 	shipStepBody = 10
 )
@@ -34,12 +35,12 @@ func benchIngestShipping(b *testing.B, table *benchTable) {
 	// refused as out of bounds by any TSDB head.
 	plan := planBatches(series, shipSenders, shipPerBody, shipStepBody, shipSteps, start)
 	perSlice := shipSeries / shipSenders / shipPerBody
-	slices := make([][][][]byte, shipSteps/shipStepBody)
-	for j := range slices {
-		slices[j] = make([][][]byte, len(plan))
+	bySlice := make([][][][]byte, shipSteps/shipStepBody)
+	for j := range bySlice {
+		bySlice[j] = make([][][]byte, len(plan))
 		for sh, batches := range plan {
 			for _, wb := range batches[j*perSlice : (j+1)*perSlice] {
-				slices[j][sh] = append(slices[j][sh], wb.encode(false))
+				bySlice[j][sh] = append(bySlice[j][sh], wb.encode(false))
 			}
 		}
 	}
@@ -48,7 +49,7 @@ func benchIngestShipping(b *testing.B, table *benchTable) {
 	feed := func(args ...string) (float64, float64) {
 		node := startIngest(b, b.TempDir(), []string{"region=eu-west-1"}, args...)
 		began := time.Now()
-		for _, bodies := range slices {
+		for _, bodies := range bySlice {
 			require.NoError(b, runSenders(context.Background(), bodies, func(ctx context.Context, body []byte) error {
 				return postWrite(ctx, node.writeURL(), body)
 			}))
@@ -88,13 +89,22 @@ func benchIngestShipping(b *testing.B, table *benchTable) {
 	mOn, mOff := medianRun(on), medianRun(off)
 	b.ReportMetric(mOn.samplesPerSec, "shipping-samples/s")
 	b.ReportMetric(mOff.samplesPerSec, "not-shipping-samples/s")
+	// A round's two runs are back to back, a few seconds each, while the machine's speed drifts
+	// by more than the effect measured between rounds: the figure is the median of the rounds'
+	// own ratios.
+	ratios := make([]float64, len(on))
+	for i := range on {
+		ratios[i] = on[i].samplesPerSec / off[i].samplesPerSec
+	}
+	slices.Sort(ratios)
+	ratio := ratios[len(ratios)/2]
 	rate := func(r ingestRun) float64 { return r.samplesPerSec }
 	table.add(benchRow{
-		name:      fmt.Sprintf("ingest shipping 2h blocks to a filesystem bucket: samples/s (%dk series over 24h, median of %d), vs not shipping", shipSeries/1000, shipRounds),
+		name:      fmt.Sprintf("ingest shipping 2h blocks to a filesystem bucket: samples/s (%dk series over 24h, %d rounds), vs not shipping", shipSeries/1000, shipRounds),
 		meridian:  formatRate(mOn.samplesPerSec),
 		reference: formatRate(mOff.samplesPerSec),
-		ratio:     fmt.Sprintf("%.2fx (rounds %s)", mOn.samplesPerSec/mOff.samplesPerSec, roundRatios(on, off, rate)),
+		ratio:     fmt.Sprintf("%.2fx median of rounds (rounds %s)", ratio, roundRatios(on, off, rate)),
 		target:    ">= 0.95x",
-		result:    passFail(mOn.samplesPerSec >= 0.95*mOff.samplesPerSec),
+		result:    passFail(ratio >= 0.95),
 	})
 }
