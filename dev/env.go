@@ -411,8 +411,10 @@ func (e *Env) waitReady(ctx context.Context) error {
 // pendingRegions lists the regions whose store does not yet hold the backfill up to the start,
 // or that the querier does not yet see as healthy with the time range the store holds (a store
 // announced with a later minimum time would be left out of queries over the early history). The
-// simulator pushes in time order, one request after the other, so a head that reached the start
-// holds the whole backfill. A region under a fault is only checked in its store.
+// simulator pushes in time order, one request after the other, so once the store acknowledged a
+// sample at the start it holds the whole backfill (the head's maximum time cannot tell: the
+// node's own metrics, scraped into it, reach the present at once). A region under a fault is
+// only checked in its store.
 func (e *Env) pendingRegions() []string {
 	// Samples fall on multiples of the step: the last one of the backfill is within a step of
 	// the start.
@@ -424,7 +426,7 @@ func (e *Env) pendingRegions() []string {
 	var pending []string
 	for _, r := range e.regions {
 		db := r.node.DB()
-		if db == nil || db.Head().MaxTime() < landed {
+		if db == nil || e.sim.Pushed(r.name).UnixMilli() < landed {
 			pending = append(pending, r.name)
 			continue
 		}

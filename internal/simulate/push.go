@@ -109,6 +109,19 @@ func (s *Simulator) Push(ctx context.Context, region, rawURL string, step time.D
 	}
 }
 
+// Pushed is the timestamp of the newest sample a remote-write endpoint accepted from Push for
+// region (zero before any). Push sends in time order, so everything older was accepted too
+// (but for requests refused with a 4xx, which are logged and dropped): `meridian dev` waits
+// on it for the backfill, which the ingest node's head cannot tell once other writers (its
+// own metrics, scraped) reach the present.
+func (s *Simulator) Pushed(region string) time.Time {
+	r, err := s.region(region)
+	if err != nil || r.pushed.Load() == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(r.pushed.Load())
+}
+
 // pusher sends one region's requests and keeps its logs short: a receiver that rejects a
 // whole backfill, or is down for minutes, is told once, not once per request.
 type pusher struct {
@@ -135,6 +148,9 @@ func (p *pusher) send(ctx context.Context, wr *prompb.WriteRequest) error {
 			s.metrics.requests.WithLabelValues(region, "sent").Inc()
 			s.metrics.samples.WithLabelValues(region).Add(float64(samples))
 			s.metrics.newest.WithLabelValues(region).Set(float64(newest) / 1000)
+			if r, err := s.region(region); err == nil && newest > r.pushed.Load() {
+				r.pushed.Store(newest) // one pusher per region: no lost update
+			}
 			if p.dropped > 0 || attempt > 1 {
 				s.cfg.logger.Info("remote write accepted again", "region", region, "url", p.url, "dropped_before", p.dropped, "attempts", attempt)
 			}

@@ -55,6 +55,9 @@ func TestPushBackfillsThenGoesLiveIntoPrometheusReceiver(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Zero(t, testutil.ToFloat64(s.metrics.requests.WithLabelValues(region, "dropped")), "the receiver took everything")
+	require.InDelta(t, testutil.ToFloat64(s.metrics.newest.WithLabelValues(region))*1000, float64(s.Pushed(region).UnixMilli()), 1,
+		"Pushed is the newest accepted sample")
+	require.True(t, s.Pushed("us-east-1").IsZero(), "nothing pushed to another region")
 
 	q, err := db.Querier(math.MinInt64, math.MaxInt64)
 	require.NoError(t, err)

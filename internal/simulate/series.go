@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -112,6 +113,8 @@ type gauge struct {
 
 // region is one simulated region: its profile, its series and its control history.
 type region struct {
+	// pushed is the newest timestamp (ms) a remote-write endpoint accepted from Push, 0 before.
+	pushed    atomic.Int64
 	profile   RegionProfile
 	diurnal   diurnal
 	timeline  *timeline
