@@ -33,7 +33,13 @@ func podSpecs(t *testing.T, r *Release) map[string]corev1.PodTemplateSpec {
 	for _, o := range r.Objects {
 		switch o.Kind() {
 		case "StatefulSet":
-			out[o.String()] = typed[*appsv1.StatefulSet](t, o).Spec.Template
+			sts := typed[*appsv1.StatefulSet](t, o)
+			tmpl := *sts.Spec.Template.DeepCopy()
+			// Each claim template becomes a volume of the pod of the same name.
+			for _, pvc := range sts.Spec.VolumeClaimTemplates {
+				tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: pvc.Name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+			}
+			out[o.String()] = tmpl
 		case "Deployment":
 			out[o.String()] = typed[*appsv1.Deployment](t, o).Spec.Template
 		case "Job":
