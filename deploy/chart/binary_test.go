@@ -145,10 +145,6 @@ func acceptsFlags(t *testing.T, args []string) {
 	require.NoError(t, err, "meridian %s:\n%s", strings.Join(args, " "), out)
 }
 
-func hasCommand(t *testing.T, name string) bool {
-	return exec.Command(meridianBinary(t), name, "--help").Run() == nil
-}
-
 func TestTheBinaryAcceptsEveryRenderedCommandLine(t *testing.T) {
 	ch, _, _ := load(t)
 	for _, tc := range valuesCases(t) {
@@ -158,11 +154,6 @@ func TestTheBinaryAcceptsEveryRenderedCommandLine(t *testing.T) {
 				p := layOut(t, r, tmpl.Spec)
 				for _, c := range append(append([]corev1.Container{}, tmpl.Spec.InitContainers...), tmpl.Spec.Containers...) {
 					t.Logf("%s container %s", name, c.Name)
-					if c.Args[0] == "dashboards" && !hasCommand(t, "dashboards") {
-						// Until `meridian dashboards` is part of the binary.
-						t.Logf("%s: the binary has no dashboards command yet; its flags are unchecked", c.Name)
-						continue
-					}
 					acceptsFlags(t, p.args(t, c, map[string]string{"POD_NAME": tc.release + "-0"}))
 				}
 			}
