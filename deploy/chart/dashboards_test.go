@@ -11,9 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// TestDashboardConfigMapsAreTheGenerators checks that the dashboards the chart ships are what
-// `meridian dashboards generate --format configmap` writes today (`make chart-dashboards`
-// refreshes them), and that the rendered ConfigMaps carry what the Grafana sidecar looks for.
+// TestDashboardConfigMapsAreTheGenerators checks that the dashboards in the chart are what
+// `meridian dashboards generate --format configmap` writes (`make chart-dashboards` puts them
+// there), and that the rendered ConfigMaps carry what the Grafana sidecar looks for.
 func TestDashboardConfigMapsAreTheGenerators(t *testing.T) {
 	dir := t.TempDir()
 	out, err := exec.Command(meridianBinary(t), "dashboards", "generate", "--format", "configmap", "--out", dir).CombinedOutput()
