@@ -221,6 +221,17 @@ func TestStorageHistoryFromTheBucketThroughThanosStoreAndCompact(t *testing.T) {
 	for _, s := range series[0].Samples {
 		require.Equal(t, storageValue(1, s.T), s.V, "at %d", s.T)
 	}
+
+	// A Store Gateway that is gone is a missing store like any other: named in the warnings
+	// beside the node's answer, or failing the query with partial response off.
+	store.kill9(t)
+	res = promQuery(t, q.httpAddr, "count_over_time(storage_history[60h])", end, url.Values{"partial_response": {"true"}})
+	require.Equal(t, http.StatusOK, res.Code, res.Raw)
+	require.Len(t, decodeVector(t, res), storageSeries, "the node still answers")
+	require.Contains(t, strings.Join(res.Body.Warnings, "\n"), store.grpcAddr)
+	res = promQuery(t, q.httpAddr, "count_over_time(storage_history[60h])", end, url.Values{"partial_response": {"false"}})
+	require.NotEqual(t, http.StatusOK, res.Code, res.Raw)
+	require.Contains(t, res.Body.Error, store.grpcAddr)
 }
 
 // thanosStore is a running `thanos store` (Store Gateway).
