@@ -228,18 +228,23 @@ func (s *shipper) sync(ctx context.Context, db *tsdb.DB) error {
 			s.metrics.failures.Inc()
 			return fmt.Errorf("check block %s in bucket: %w", m.ULID, err)
 		}
-		if !exists {
-			start := time.Now()
-			if err := s.upload(ctx, b.Dir(), m); err != nil {
-				s.metrics.failures.Inc()
-				return fmt.Errorf("upload block %s: %w", m.ULID, err)
+		if exists {
+			if err := s.markUploaded(db, m.ULID); err != nil {
+				return err
 			}
-			s.metrics.uploads.Inc()
-			s.logger.Info("block uploaded", "block", m.ULID, "mint", m.MinTime, "maxt", m.MaxTime, "took", time.Since(start))
+			continue
 		}
+		start := time.Now()
+		if err := s.upload(ctx, b.Dir(), m); err != nil {
+			s.metrics.failures.Inc()
+			return fmt.Errorf("upload block %s: %w", m.ULID, err)
+		}
+		// Counted once recorded, so that a block counted is one a restart will not send again.
 		if err := s.markUploaded(db, m.ULID); err != nil {
 			return err
 		}
+		s.metrics.uploads.Inc()
+		s.logger.Info("block uploaded", "block", m.ULID, "mint", m.MinTime, "maxt", m.MaxTime, "took", time.Since(start))
 	}
 	return nil
 }
