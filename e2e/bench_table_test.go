@@ -33,6 +33,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	b.Run("query", func(b *testing.B) { benchQuery(b, table) })
 	b.Run("slow_store", func(b *testing.B) { benchSlowStore(b, table) })
 	b.Run("querier_rss", func(b *testing.B) { benchQuerierRSS(b, table) })
+	b.Run("ruler", func(b *testing.B) { benchRuler(b, table) })
 	table.print(os.Stdout)
 }
 
