@@ -22,6 +22,7 @@ func devCommand(app *kingpin.Application) subcommand {
 	cmd.Flag("step", "Interval between simulated samples.").Default("15s").DurationVar(&cfg.Step)
 	cmd.Flag("eval-interval", "Interval between evaluations of the SLOs and of failover readiness.").Default("10s").DurationVar(&cfg.EvaluationInterval)
 	cmd.Flag("store.response-timeout", "Time a region has to answer before it is reported missing.").Default("2s").DurationVar(&cfg.StoreResponseTimeout)
+	cmd.Flag("alertmanager.url", "Alertmanager to send the ruler's alerts to (API v2). Repeatable; without any, the alerts are on /api/v1/alerts only.").PlaceHolder("URL").StringsVar(&cfg.Alertmanagers)
 	faults := map[string]*[]string{
 		dev.FaultDown:     cmd.Flag("down", "Start with the region cut off from the querier. Repeatable.").PlaceHolder("REGION").Strings(),
 		dev.FaultLatency:  cmd.Flag("latency", "Start with latency between the querier and the region. Repeatable.").PlaceHolder("REGION=3s").Strings(),
