@@ -246,7 +246,7 @@ func (m *readinessMetrics) Collect(ch chan<- prometheus.Metric) {
 
 var (
 	readinessStates = []ReadinessState{StateReady, StateDegraded, StateNotReady, StateUnknown}
-	readinessGates       = []string{GateCapacity, GatePageBurn, GateReplicationLag, GateReplicationBroke, GateWorkloadMissing}
+	readinessGates  = []string{GateCapacity, GatePageBurn, GateReplicationLag, GateReplicationBroke, GateWorkloadMissing}
 )
 
 func boolValue(b bool) float64 {
