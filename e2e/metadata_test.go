@@ -52,7 +52,7 @@ func remoteWriteV2(t testing.TB, writeURL string, req *writev2.Request) (int, st
 // timestamp, so that two queriers' answers compare whatever their order and number format.
 type exemplarKey struct {
 	Series, Labels, Value string
-	TsMillis            int64
+	TsMillis              int64
 }
 
 func exemplarKeys(t testing.TB, res apiAnswer) []exemplarKey {
