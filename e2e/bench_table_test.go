@@ -30,6 +30,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	table := &benchTable{}
 	b.Run("ingest", func(b *testing.B) { benchIngest(b, table) })
 	b.Run("ingest_shipping", func(b *testing.B) { benchIngestShipping(b, table) })
+	b.Run("ingest_metadata", func(b *testing.B) { benchIngestMetadata(b, table) })
 	b.Run("query", func(b *testing.B) { benchQuery(b, table) })
 	b.Run("slow_store", func(b *testing.B) { benchSlowStore(b, table) })
 	b.Run("querier_rss", func(b *testing.B) { benchQuerierRSS(b, table) })
