@@ -82,13 +82,16 @@ func (g *generator) platformGroup() (rulefmt.RuleGroup, error) {
 			},
 		},
 		{
+			// A pending block that keeps failing: the shipper retries at least every minute,
+			// so failures rise in every 5m window while uploads do not succeed.
 			Alert: alertShipperFailing,
-			Expr: `sum by (region, instance) (increase(meridian_ingest_shipper_upload_failures_total[30m])) > 0` +
-				` unless on (region, instance) sum by (region, instance) (increase(meridian_ingest_shipper_uploads_total[30m])) > 0`,
+			Expr: `max by (region, instance) (meridian_ingest_shipper_oldest_pending_block_age_seconds) > 0` +
+				` and on (region, instance) sum by (region, instance) (increase(meridian_ingest_shipper_upload_failures_total[5m])) > 0`,
+			For:    model.Duration(30 * time.Minute),
 			Labels: map[string]string{"severity": "ticket"},
 			Annotations: map[string]string{
 				"summary":     "Ingest node {{ $labels.instance }} in {{ $labels.region }} cannot upload blocks to object storage.",
-				"description": "Every block upload of {{ $labels.instance }} (region {{ $labels.region }}) has failed for 30 minutes. Writes are still accepted and kept on local disk, but history beyond local retention will be lost if uploads do not resume before the blocks are deleted.",
+				"description": "Block uploads of {{ $labels.instance }} (region {{ $labels.region }}) have failed for 30 minutes. Writes are still accepted; local retention keeps blocks until they are uploaded, so the node's disk grows until uploads resume, and the history beyond local retention is not in the bucket meanwhile.",
 			},
 		},
 	}
