@@ -117,7 +117,7 @@ func queryCommand(app *kingpin.Application) subcommand {
 		var g oklogrun.Group
 		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
 		if store != nil {
-			ruler, err := rf.newRuler(logger, reg, srv, store)
+			ruler, err := rf.newRuler(logger, reg, srv, store, query.EngineOptions{MaxSamples: *maxSamples, LookbackDelta: *lookback})
 			if err != nil {
 				return err
 			}

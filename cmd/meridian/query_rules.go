@@ -75,7 +75,9 @@ func (f rulerFlags) openStore(logger *slog.Logger, reg prometheus.Registerer) (*
 	})
 }
 
-func (f rulerFlags) newRuler(logger *slog.Logger, reg *prometheus.Registry, srv *query.Server, store *rules.Store) (*rules.Ruler, error) {
+// newRuler builds the ruler on the querier; its engine takes the querier's sample limit and
+// lookback (engine) with the ruler's own concurrency limit and timeout.
+func (f rulerFlags) newRuler(logger *slog.Logger, reg *prometheus.Registry, srv *query.Server, store *rules.Store, engine query.EngineOptions) (*rules.Ruler, error) {
 	queryURL := *f.queryURL
 	if queryURL == "" {
 		queryURL = defaultQueryURL(srv.HTTPAddr())
@@ -88,7 +90,7 @@ func (f rulerFlags) newRuler(logger *slog.Logger, reg *prometheus.Registry, srv 
 		PartialResponseStrategy: *f.strategy,
 		Queryable:               srv.Queryable(),
 		Store:                   store,
-		Engine:                  query.EngineOptions{MaxConcurrent: *f.maxConcurrent, Timeout: *f.queryTimeout},
+		Engine:                  query.EngineOptions{MaxConcurrent: *f.maxConcurrent, Timeout: *f.queryTimeout, MaxSamples: engine.MaxSamples, LookbackDelta: engine.LookbackDelta},
 		Alertmanagers:           *f.alertmanagers,
 		AlertmanagerTimeout:     *f.amTimeout,
 		QueryURL:                queryURL,
