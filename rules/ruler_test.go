@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,4 +271,28 @@ func readBody(t *testing.T, resp *http.Response) string {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(b)
+}
+
+func TestRulerReloadsOnSIGHUP(t *testing.T) {
+	stores := threeRegions(t, time.Now(), nil)
+	dir := t.TempDir()
+	writeRuleFile(t, dir, "rules.yml", recordingRules)
+	f := startRuler(t, stores, fixtureOptions{files: []string{dir + "/*.yml"}})
+	require.Len(t, f.rules(t), 4)
+
+	// The test's own handler keeps a SIGHUP sent before the ruler's handler is in place from
+	// ending the process.
+	own := make(chan os.Signal, 16)
+	signal.Notify(own, syscall.SIGHUP)
+	defer signal.Stop(own)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.ruler.ReloadOnSignal(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	writeRuleFile(t, dir, "more.yml", "groups:\n  - name: more\n    rules:\n      - record: a\n        expr: up\n")
+	require.Eventually(t, func() bool {
+		require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+		return len(f.rules(t)) == 5
+	}, 10*time.Second, 200*time.Millisecond, "SIGHUP reloads the rule files")
 }
