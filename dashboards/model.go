@@ -9,6 +9,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -250,3 +251,12 @@ type statPanel = stat.PanelBuilder
 func linkList(links ...cog.Builder[dashboard.DashboardLink]) []cog.Builder[dashboard.DashboardLink] {
 	return links
 }
+
+// tablePanel starts a table with Grafana's defaults filled in that the SDK leaves null.
+func tablePanel(title, description string, w, h uint32) *table.PanelBuilder {
+	return table.NewPanelBuilder().Title(title).Description(description).Span(w).Height(h).Datasource(datasourceRef()).
+		Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"sum"}))
+}
+
+// tablePanelBuilder is a table panel builder (the SDK's).
+type tablePanelBuilder = table.PanelBuilder

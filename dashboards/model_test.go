@@ -3,8 +3,12 @@ package dashboards
 import (
 	"encoding/json"
 	"regexp"
+	"strings"
 	"testing"
 
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 
@@ -192,4 +196,33 @@ func TestGenerationIsDeterministic(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, string(ja), string(jb), a[i].UID)
 	}
+}
+
+// The generated JSON reads back through the Grafana schema's own types, strictly (no unknown
+// field, every required one), with each panel's options and field config checked by its panel
+// plugin's schema, and validates.
+func TestGeneratedJSONFitsGrafanaSchema(t *testing.T) {
+	plugins.RegisterDefaultPlugins()
+	for _, d := range generated(t, Options{Readiness: &slo.ReadinessConfig{ReplicationLagExpr: "max by (region) (lag)"}}) {
+		b, err := d.JSON()
+		require.NoError(t, err)
+		var back dashboard.Dashboard
+		err = back.UnmarshalJSONStrict(b)
+		if be, ok := err.(cog.BuildErrors); ok && len(be) == 0 {
+			err = nil // the SDK returns its error list even when it is empty
+		}
+		require.NoError(t, err, d.UID)
+		require.NoError(t, back.Validate(), d.UID)
+		require.Len(t, back.Panels, len(d.Model.Panels))
+	}
+	// The check can fail: an option the timeseries schema does not have is refused.
+	bad := strings.Replace(mustJSON(t, generated(t, Options{})[0]), `"legend": {`, `"bogus": 1, "legend": {`, 1)
+	var back dashboard.Dashboard
+	require.ErrorContains(t, back.UnmarshalJSONStrict([]byte(bad)), "bogus")
+}
+
+func mustJSON(t *testing.T, d Dashboard) string {
+	b, err := d.JSON()
+	require.NoError(t, err)
+	return string(b)
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
-	"github.com/grafana/grafana-foundation-sdk/go/table"
 )
 
 // Dashboard UIDs: stable, so that links, bookmarks and provisioning (overwrite by UID) hold
@@ -52,9 +51,9 @@ func regionVariable(o Options, multi bool) *dashboard.QueryVariableBuilder {
 // storeHealth is the table of the stores as the querier sees them: healthy or missing at the
 // last probe, with the region the store announced, probe failures and failed calls over the
 // dashboard's range (the last error's text is on the querier's /api/v1/stores).
-func storeHealth(o Options, title string, w, h uint32) *table.PanelBuilder {
+func storeHealth(o Options, title string, w, h uint32) *tablePanelBuilder {
 	region := o.RegionLabel
-	return table.NewPanelBuilder().Title(title).Span(w).Height(h).Datasource(datasourceRef()).
+	return tablePanel(title, "", w, h).
 		Description("Each store of the querier: healthy (1) or missing (0) at its last Info probe, with its region, probe failures and failed StoreAPI calls over the dashboard's range. A store that is down stays listed until it is removed from the configuration; the querier's /api/v1/stores gives its last error.").
 		WithTarget(instant(fmt.Sprintf(`max by (store, %s) (meridian_query_store_healthy)`, region), "healthy")).
 		WithTarget(instant(`sum by (store) (increase(meridian_query_store_probe_failures_total[$__range])) or sum by (store) (meridian_query_store_up) * 0`, "probe failures")).

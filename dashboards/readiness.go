@@ -7,7 +7,6 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
-	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -61,7 +60,7 @@ func readinessBoard(o Options) (Dashboard, error) {
 		WithPanel(graph("Component scores", "Score (0-100) of each component: capacity (0.30), SLO health (0.20), data freshness (0.20), version parity (0.15), reachability (0.05), drill recency (0.10). Absent while unknown.", "none", 12, 8,
 			target(fmt.Sprintf(`max by (%s, component) (meridian_failover_readiness_component_score{%s})`, region, m), "{{"+region+"}} {{component}}")).
 			Min(0).Max(100)).
-		WithPanel(table.NewPanelBuilder().Title("Hard gates").Span(12).Height(8).Datasource(datasourceRef()).
+		WithPanel(tablePanel("Hard gates", "", 12, 8).
 			Description("Each hard gate per region: 1 when it fired (forcing NOT_READY whatever the score), 0 when it holds.").
 			Thresholds(thresholds("green", 1, "red")).
 			OverrideByName("Value", []dashboard.DynamicConfigValue{{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}}}).
