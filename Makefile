@@ -109,6 +109,7 @@ fuzz:
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWriteRequest -fuzztime 30s ./ingest/
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeV1MatchesPrometheus -fuzztime 30s ./ingest/
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWatchMessages -fuzztime 30s ./internal/labelindex/
+	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzGrafanaErrorAnswer -fuzztime 30s ./dashboards/
 
 clean:
 	rm -rf bin
