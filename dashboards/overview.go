@@ -50,24 +50,33 @@ func regionVariable(o Options, multi bool) *dashboard.QueryVariableBuilder {
 
 // storeHealth is the table of the stores as the querier sees them: healthy or missing at the
 // last probe, with the region the store announced, probe failures and failed calls over the
-// dashboard's range (the last error's text is on the querier's /api/v1/stores).
+// dashboard's range, and the reason and time of its last error (a store that recovered keeps
+// them; the error's full text is on the querier's /api/v1/stores).
 func storeHealth(o Options, title string, w, h uint32) *tablePanelBuilder {
 	region := o.RegionLabel
 	return tablePanel(title, "", w, h).
-		Description("Each store of the querier: healthy (1) or missing (0) at its last Info probe, with its region, probe failures and failed StoreAPI calls over the dashboard's range. A store that is down stays listed until it is removed from the configuration; the querier's /api/v1/stores gives its last error.").
+		Description("Each store of the querier: healthy (1) or missing (0) at its last Info probe, with its region, probe failures and failed StoreAPI calls over the dashboard's range, and its last error: the reason (timeout, connection_refused, dns, tls, unavailable, ...) and how long ago, kept after the store recovers. A store that is down stays listed until it is removed from the configuration; the querier's /api/v1/stores gives the error's full text.").
 		WithTarget(instant(fmt.Sprintf(`max by (store, %s) (meridian_query_store_healthy)`, region), "healthy")).
 		WithTarget(instant(`sum by (store) (increase(meridian_query_store_probe_failures_total[$__range])) or sum by (store) (meridian_query_store_up) * 0`, "probe failures")).
 		WithTarget(instant(`sum by (store) (increase(meridian_query_store_request_failures_total[$__range])) or sum by (store) (meridian_query_store_up) * 0`, "failed calls")).
+		// Milliseconds for the dateTimeFromNow unit; 0 (a store that never failed) reads "never".
+		WithTarget(instant(`max by (store, reason) (meridian_query_store_last_error_timestamp_seconds) * 1000 or on (store) max by (store) (meridian_query_store_up) * 0`, "last error")).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true},
-			"renameByName":  map[string]any{"Value #A": "healthy", "Value #B": "probe failures", "Value #C": "failed calls"},
+			"renameByName":  map[string]any{"Value #A": "healthy", "Value #B": "probe failures", "Value #C": "failed calls", "Value #D": "last error", "reason": "last error reason"},
 		}}).
 		OverrideByName("healthy", []dashboard.DynamicConfigValue{
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
 			{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
 				"0": {Text: ptr("missing"), Color: ptr("red")},
 				"1": {Text: ptr("healthy"), Color: ptr("green")},
+			}}}}},
+		}).
+		OverrideByName("last error", []dashboard.DynamicConfigValue{
+			{Id: "unit", Value: "dateTimeFromNow"},
+			{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+				"0": {Text: ptr("never")},
 			}}}}},
 		})
 }

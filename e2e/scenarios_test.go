@@ -249,10 +249,17 @@ func testKilledRegion(t *testing.T, env *coreEnv) {
 		require.NotEmpty(t, warningFor(lv.Body.Warnings, dead.name), "%s after the kill: %s", after, lv.Raw)
 	}
 
+	// The querier's own metrics say why and since when the region's store fails; after it is
+	// back, when it last failed stays (its reason depends on what the proxy in front of the
+	// stopped store does: it closes each connection).
+	failedAt := lastStoreError(t, env.querier.httpAddr, dead.proxy.Addr(), dead.name)
+	require.False(t, failedAt.Before(killedAt.Add(-time.Second)), "last error at %s, region stopped at %s", failedAt, killedAt)
+
 	dead.restartIngest(t, env.owner)
 	downtime := time.Since(killedAt)
 	restartedAt := time.Now()
 	env.waitAllRegionsBack(t, 30*time.Second)
+	require.False(t, lastStoreError(t, env.querier.httpAddr, dead.proxy.Addr(), dead.name).Before(failedAt), "the last error is kept after recovery")
 
 	// Prometheus sends what it scraped during the outage once the region is back.
 	until := restartedAt.Add(3 * time.Second).UnixMilli()
@@ -296,4 +303,27 @@ func testKill9KeepsAcked(t *testing.T, env *coreEnv) {
 		require.Equal(t, want, fromStore[k], "series %s", k)
 	}
 	env.waitAllRegionsBack(t, 30*time.Second)
+}
+
+// lastStoreError reads meridian_query_store_last_error_timestamp_seconds of one store off the
+// querier's /metrics: the region it names, a reason, and the time of the failure.
+func lastStoreError(t *testing.T, querierAddr, store, region string) time.Time {
+	t.Helper()
+	mf, ok := metricFamilies(t, "http://"+querierAddr+"/metrics")["meridian_query_store_last_error_timestamp_seconds"]
+	require.True(t, ok, "the querier exposes no store's last error")
+	for _, m := range mf.GetMetric() {
+		ls := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			ls[lp.GetName()] = lp.GetValue()
+		}
+		if ls["store"] != store {
+			continue
+		}
+		require.Equal(t, region, ls["region"])
+		require.NotEmpty(t, ls["reason"])
+		t.Logf("store %s (region %s): last error %s, reason %s", store, region, time.Unix(0, int64(m.GetGauge().GetValue()*1e9)).UTC().Format(time.RFC3339Nano), ls["reason"])
+		return time.Unix(0, int64(m.GetGauge().GetValue()*1e9))
+	}
+	t.Fatalf("no last error for store %s", store)
+	return time.Time{}
 }

@@ -390,6 +390,7 @@ func (q *querier) labelCall(ctx context.Context, method string, ms []*labels.Mat
 					reason = "timeout"
 				}
 				q.f.metrics.failures.WithLabelValues(v.ref.addr, method, reason).Inc()
+				v.ref.noteCallFailure(r.err, reason == "timeout")
 				if v.ref.dialErr == nil {
 					r.err = errors.New(callErrorReason(r.err, cctx, q.f.opts.StoreResponseTimeout))
 				}

@@ -84,6 +84,7 @@ func callStores[T any](ctx context.Context, f *Fanout, method string, stores []s
 				reason = "timeout"
 			}
 			f.metrics.failures.WithLabelValues(v.ref.addr, method, reason).Inc()
+			v.ref.noteCallFailure(r.err, reason == "timeout")
 			r.err = errors.New(callErrorReason(r.err, cctx, f.opts.StoreResponseTimeout))
 		}()
 	}

@@ -78,6 +78,7 @@ func (f *Fanout) receive(ctx context.Context, st *storeStream, req *storepb.Seri
 	if st.view.ref.dialErr != nil {
 		st.err = st.view.ref.dialErr
 		f.metrics.failures.WithLabelValues(addr, "series", "error").Inc()
+		st.view.ref.noteCallFailure(st.err, false)
 		return
 	}
 	start := time.Now()
@@ -93,7 +94,9 @@ func (f *Fanout) receive(ctx context.Context, st *storeStream, req *storepb.Seri
 		case budget.expired.Load():
 			st.err = errStoreTimeout{after: f.opts.StoreResponseTimeout}
 			f.metrics.failures.WithLabelValues(addr, "series", "timeout").Inc()
+			st.view.ref.noteCallFailure(err, true)
 		default:
+			st.view.ref.noteCallFailure(err, false)
 			st.err = errors.New(grpcReason(err))
 			f.metrics.failures.WithLabelValues(addr, "series", "error").Inc()
 		}

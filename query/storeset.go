@@ -64,6 +64,10 @@ type StoreStatus struct {
 	Region    string    `json:"region,omitempty"`
 	LastError string    `json:"lastError,omitempty"`
 	LastCheck time.Time `json:"lastCheck"`
+	// LastFailureReason and LastFailureTime are those of the latest failed probe or call (see
+	// failure.go for the reasons); they stay after the store recovers.
+	LastFailureReason string    `json:"lastFailureReason,omitempty"`
+	LastFailureTime   time.Time `json:"lastFailureTime,omitzero"`
 }
 
 // StoreSet keeps a connection and the last Info answer for every configured or discovered
@@ -260,6 +264,7 @@ func (s *StoreSet) syncStores(targets []target) {
 			// The dial options are broken for this address: keep it, unhealthy, with the reason.
 			ref = &storeRef{addr: addr, sdLabels: t.labels, dialErr: err}
 			ref.status = StoreStatus{Address: addr, LastError: err.Error(), MinTime: minTime, MaxTime: maxTime}
+			ref.noteFailure(reasonDial)
 		}
 		s.stores[addr] = ref
 		if s.watchCtx != nil {
@@ -296,6 +301,7 @@ func (s *StoreSet) newStoreRef(t target) (*storeRef, error) {
 	if t.err != nil {
 		ref.dialErr = t.err
 		ref.status.LastError = t.err.Error()
+		ref.noteFailure(reasonDNS)
 		return ref, nil
 	}
 	conn, err := grpc.NewClient(t.addr, s.opts.DialOptions...)
@@ -329,6 +335,7 @@ func (s *StoreSet) probe(ctx context.Context) {
 func (s *StoreSet) probeOne(ctx context.Context, ref *storeRef) {
 	if ref.dialErr != nil {
 		ref.recordProbe(nil, ref.dialErr)
+		ref.noteCallFailure(ref.dialErr, false)
 		s.metrics.up.WithLabelValues(ref.addr).Set(0)
 		return
 	}
@@ -336,12 +343,13 @@ func (s *StoreSet) probeOne(ctx context.Context, ref *storeRef) {
 	defer cancel()
 	resp, err := ref.info.Info(pctx, &infopb.InfoRequest{})
 	if err == nil && resp.Store == nil {
-		err = errors.New("endpoint does not serve the StoreAPI")
+		err = errNotAStore
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return // shutting down: not the store's fault
 		}
+		ref.noteCallFailure(err, errors.Is(pctx.Err(), context.DeadlineExceeded))
 		err = fmt.Errorf("info probe: %s", callErrorReason(err, pctx, s.opts.ProbeTimeout))
 		if ref.recordProbe(nil, err) {
 			s.logger.Warn("store is unhealthy", "store", ref.addr, "err", err)

@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/meridian-obs/meridian/internal/storeapi"
 )
@@ -97,11 +100,83 @@ meridian_query_store_healthy{region="eu-west-1",store="`+st.addr+`"} 1
 meridian_query_store_healthy{region="eu-west-1",store="`+st.addr+`"} 0
 `), "meridian_query_store_healthy"))
 
+	// The reason of its failure is a bounded label, with the time it last failed. (A probe in
+	// flight when the server stopped may fail as unavailable, "transport is closing"; the ones
+	// after it find nothing listening.)
+	require.Eventually(t, func() bool {
+		got, _ = storeByAddr(set, st.addr)
+		return got.LastFailureReason == "connection_refused"
+	}, 10*time.Second, 10*time.Millisecond)
+	require.False(t, got.LastFailureTime.IsZero())
+	requireLastErrorMetric(t, reg, st.addr, "eu-west-1", "connection_refused", got.LastFailureTime)
+
 	// It stays in the accounting of every answer.
 	f := NewFanout(nil, nil, set, FanoutOptions{PartialResponse: true})
 	_, _, err = selectAll(t, context.Background(), f, 100, 200, metricM)
 	require.ErrorContains(t, err, `region "eu-west-1" (store `+st.addr+`)`)
+
+	// Back on the same address: healthy, LastError cleared, and the last failure kept (when and
+	// why it last failed is what on-call asks of a store that is healthy again).
+	serveStoreOn(t, st.addr, st.db, storeapi.Options{ExternalLabels: labels.FromStrings("region", "eu-west-1"), TimeRange: func() (int64, int64) { return 100, 200 }})
+	require.Eventually(t, func() bool {
+		got, ok := storeByAddr(set, st.addr)
+		return ok && got.Healthy
+	}, 10*time.Second, 10*time.Millisecond)
+	back, _ := storeByAddr(set, st.addr)
+	require.Empty(t, back.LastError)
+	require.Equal(t, "connection_refused", back.LastFailureReason)
+	require.False(t, back.LastFailureTime.Before(got.LastFailureTime))
+	requireLastErrorMetric(t, reg, st.addr, "eu-west-1", "connection_refused", back.LastFailureTime)
 }
+
+// requireLastErrorMetric checks the one meridian_query_store_last_error_timestamp_seconds series
+// that reg exposes: its labels, and its value, the failure's time in seconds.
+func requireLastErrorMetric(t *testing.T, reg *prometheus.Registry, store, region, reason string, at time.Time) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "meridian_query_store_last_error_timestamp_seconds" {
+			continue
+		}
+		require.Len(t, mf.GetMetric(), 1)
+		m := mf.GetMetric()[0]
+		got := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			got[lp.GetName()] = lp.GetValue()
+		}
+		require.Equal(t, map[string]string{"store": store, "region": region, "reason": reason}, got)
+		// The gauge is read after the status: a later failure may have moved it on.
+		require.GreaterOrEqual(t, m.GetGauge().GetValue(), float64(at.UnixNano())/1e9-0.001)
+		require.InDelta(t, float64(time.Now().UnixNano())/1e9, m.GetGauge().GetValue(), 60)
+		return
+	}
+	t.Fatal("meridian_query_store_last_error_timestamp_seconds is not exposed")
+}
+
+func TestFailureReason(t *testing.T) {
+	for _, tc := range []struct {
+		err      error
+		timedOut bool
+		want     string
+	}{
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`), false, "connection_refused"},
+		{status.Error(codes.Unavailable, `name resolver error: produced zero addresses`), false, "dns"},
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp: lookup store.example: no such host"`), false, "dns"},
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`), false, "tls"},
+		{status.Error(codes.Unavailable, `connection closed before server preface received`), false, "unavailable"},
+		{status.Error(codes.DeadlineExceeded, `context deadline exceeded`), false, "timeout"},
+		{status.Error(codes.Unavailable, `whatever`), true, "timeout"},
+		{status.Error(codes.ResourceExhausted, `grpc: received message larger than max`), false, "resource_exhausted"},
+		{status.Error(codes.Unimplemented, `unknown service`), false, "unimplemented"},
+		{status.Error(codes.PermissionDenied, `no`), false, "permission_denied"},
+		{errNotAStore, false, "not_a_store"},
+		{errors.New("plain"), false, "error"},
+	} {
+		require.Equal(t, tc.want, failureReason(tc.err, tc.timedOut), "%v", tc.err)
+	}
+}
+
 
 func TestStoreStatusJSON(t *testing.T) {
 	b, err := json.Marshal(StoreStatus{

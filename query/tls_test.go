@@ -158,12 +158,16 @@ func TestQuerierReachesStoresOverTLSOnlyWithTheRightCredentials(t *testing.T) {
 	// TLS 1.3 handshake: the client sees either the server's alert or, when the server has
 	// already reset the connection, a broken pipe on its first write. Both are a refusal.
 	const refusedByServer = `tls: (certificate required|bad certificate|unknown certificate authority)|broken pipe|connection reset by peer`
+	// The failure reason that dashboards show: tls when the handshake says so, unavailable when
+	// the server reset the connection before its alert was read.
+	const refusedReason = `^(tls|unavailable)$`
 
 	for _, tc := range []struct {
 		name      string
 		client    ClientTLS
 		want      map[string]float64 // nil: the query fails
 		unhealthy map[string]string  // store address -> pattern of its last error
+		reasons   map[string]string  // store address -> pattern of its last failure's reason
 	}{
 		{
 			name:   "client certificate and CA reach both stores",
@@ -180,27 +184,32 @@ func TestQuerierReachesStoresOverTLSOnlyWithTheRightCredentials(t *testing.T) {
 			client:    ClientTLS{CA: pki.CAFile},
 			want:      map[string]float64{"us-east-1": 50},
 			unhealthy: map[string]string{mtlsAddr: refusedByServer},
+			reasons:   map[string]string{mtlsAddr: refusedReason},
 		},
 		{
 			name:      "CA that did not sign the stores' certificates reaches none",
 			client:    ClientTLS{Cert: pki.ClientCert, Key: pki.ClientKey, CA: other.CAFile},
 			unhealthy: map[string]string{mtlsAddr: "x509: certificate signed by unknown authority", tlsAddr: "x509: certificate signed by unknown authority"},
+			reasons:   map[string]string{mtlsAddr: "^tls$", tlsAddr: "^tls$"},
 		},
 		{
 			name:      "client certificate from another CA is refused by the mTLS store",
 			client:    ClientTLS{Cert: other.ClientCert, Key: other.ClientKey, CA: pki.CAFile},
 			want:      map[string]float64{"us-east-1": 50},
 			unhealthy: map[string]string{mtlsAddr: refusedByServer},
+			reasons:   map[string]string{mtlsAddr: refusedReason},
 		},
 		{
 			name:      "server name not in the certificate reaches none",
 			client:    ClientTLS{Cert: pki.ClientCert, Key: pki.ClientKey, CA: pki.CAFile, ServerName: "other.meridian.test"},
 			unhealthy: map[string]string{mtlsAddr: "not other.meridian.test", tlsAddr: "not other.meridian.test"},
+			reasons:   map[string]string{mtlsAddr: "^tls$", tlsAddr: "^tls$"},
 		},
 		{
 			name:      "plaintext client reaches none",
 			client:    ClientTLS{},
 			unhealthy: map[string]string{mtlsAddr: "error reading server preface", tlsAddr: "error reading server preface"},
+			reasons:   map[string]string{mtlsAddr: "^unavailable$", tlsAddr: "^unavailable$"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -224,6 +233,14 @@ func TestQuerierReachesStoresOverTLSOnlyWithTheRightCredentials(t *testing.T) {
 			}, 10*time.Second, 20*time.Millisecond, "stores: %+v", stores)
 			for addr, reason := range tc.unhealthy {
 				require.Regexp(t, reason, stores[addr].LastError, "store %s", addr)
+			}
+			for addr, reason := range tc.reasons {
+				require.Regexp(t, reason, stores[addr].LastFailureReason, "store %s: %s", addr, stores[addr].LastError)
+			}
+			if tc.unhealthy == nil {
+				for addr, st := range stores {
+					require.Empty(t, st.LastFailureReason, "store %s never failed", addr)
+				}
 			}
 
 			code, resp, got := instantUpByRegion(t, http.DefaultClient, base)
