@@ -1,6 +1,6 @@
 # Meridian's image for machines with a container engine: a static binary on distroless/static,
 # running as the nonroot user (65532). `make image` builds the same layout without an engine.
-#   docker build --build-arg VERSION=$(git describe --tags --always) --build-arg REVISION=$(git rev-parse HEAD) -t meridian .
+#   docker build --build-arg VERSION=$(cat VERSION) --build-arg REVISION=$(git rev-parse HEAD) -t meridian .
 FROM golang:1.26 AS build
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
