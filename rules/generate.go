@@ -42,6 +42,10 @@ type Options struct {
 	For map[string]time.Duration
 }
 
+// PlatformRulesFile is the file of the platform alerts, which watch Meridian itself (stores,
+// ingest, ruler) rather than a service's SLOs.
+const PlatformRulesFile = "platform-rules.yml"
+
 // File is one generated rule file: its name in the output directory and its groups.
 type File struct {
 	Name   string
@@ -118,7 +122,7 @@ func Generate(cfg *slo.Config, slos []slo.SLO, opts Options) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, File{Name: "platform-rules.yml", Groups: []rulefmt.RuleGroup{platform}})
+	files = append(files, File{Name: PlatformRulesFile, Groups: []rulefmt.RuleGroup{platform}})
 	if err := g.applyFor(files); err != nil {
 		return nil, err
 	}

@@ -177,7 +177,7 @@ func grafanaRuleGroups(cfg *slo.Config, slos []slo.SLO, datasourceUID string) ([
 	}
 	var groups []dashboards.RuleGroup
 	for _, f := range files {
-		if f.Name == "platform-rules.yml" {
+		if f.Name == rules.PlatformRulesFile {
 			continue
 		}
 		gs, err := dashboards.AlertRuleGroups(f.Groups, datasourceUID)
