@@ -2,8 +2,6 @@ package query
 
 import (
 	"context"
-	"errors"
-	"io"
 	"slices"
 	"strings"
 
@@ -67,22 +65,12 @@ func (f *Fanout) Exemplars(ctx context.Context, mint, maxt int64, selectors [][]
 		if err != nil {
 			return nil, nil, err
 		}
-		var data []exemplar.QueryResult
-		var warns []string
-		for {
-			resp, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return data, warns, nil
+		return drainStream(stream.Recv, func(resp *exemplarspb.ExemplarsResponse) (exemplar.QueryResult, bool) {
+			if d := resp.GetData(); d != nil && len(d.Exemplars) > 0 {
+				return exemplarResult(d), true
 			}
-			if err != nil {
-				return nil, nil, err
-			}
-			if w := resp.GetWarning(); w != "" {
-				warns = append(warns, w)
-			} else if d := resp.GetData(); d != nil && len(d.Exemplars) > 0 {
-				data = append(data, exemplarResult(d))
-			}
-		}
+			return exemplar.QueryResult{}, false
+		})
 	})
 	ws, err := settle(ctx, f, results, partial)
 	if err != nil {

@@ -49,6 +49,28 @@ func (f *Fanout) apiStores(serves func(storeAPIs) bool) ([]storeView, error) {
 	return out, nil
 }
 
+// drainStream reads a server stream whose answers are either a warning or data, as Thanos's
+// Metadata and Exemplars services send them, until it ends; data picks an answer's data and
+// tells whether it has any.
+func drainStream[R interface{ GetWarning() string }, T any](recv func() (R, error), data func(R) (T, bool)) ([]T, []string, error) {
+	var out []T
+	var warns []string
+	for {
+		resp, err := recv()
+		if errors.Is(err, io.EOF) {
+			return out, warns, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if w := resp.GetWarning(); w != "" {
+			warns = append(warns, w)
+		} else if d, ok := data(resp); ok {
+			out = append(out, d)
+		}
+	}
+}
+
 // callStores runs call on every store concurrently, each under the store response timeout, and
 // counts durations and failures as the other fan-out calls do.
 func callStores[T any](ctx context.Context, f *Fanout, method string, stores []storeView, call func(ctx context.Context, v storeView) ([]T, []string, error)) []storeCall[T] {
@@ -155,22 +177,10 @@ func (f *Fanout) MetricMetadata(ctx context.Context, req storeapi.MetadataReques
 		if err != nil {
 			return nil, nil, err
 		}
-		var data []*metadatapb.MetricMetadata
-		var warns []string
-		for {
-			resp, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return data, warns, nil
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-			if w := resp.GetWarning(); w != "" {
-				warns = append(warns, w)
-			} else if md := resp.GetMetadata(); md != nil {
-				data = append(data, md)
-			}
-		}
+		return drainStream(stream.Recv, func(resp *metadatapb.MetricMetadataResponse) (*metadatapb.MetricMetadata, bool) {
+			md := resp.GetMetadata()
+			return md, md != nil
+		})
 	})
 	ws, err := settle(ctx, f, results, partial)
 	if err != nil {

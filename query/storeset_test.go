@@ -177,7 +177,6 @@ func TestFailureReason(t *testing.T) {
 	}
 }
 
-
 func TestStoreStatusJSON(t *testing.T) {
 	b, err := json.Marshal(StoreStatus{
 		Address: "10.0.0.7:10901", Labels: []labels.Labels{labels.FromStrings("region", "eu-west-1")},
