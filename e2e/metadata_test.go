@@ -52,7 +52,7 @@ func remoteWriteV2(t testing.TB, writeURL string, req *writev2.Request) (int, st
 // timestamp, so that two queriers' answers compare whatever their order and number format.
 type exemplarKey struct {
 	Series, Labels, Value string
-	TsMillis              int64
+	TSMillis              int64
 }
 
 func exemplarKeys(t testing.TB, res apiAnswer) []exemplarKey {
@@ -73,7 +73,7 @@ func exemplarKeys(t testing.TB, res apiAnswer) []exemplarKey {
 		for _, e := range d.Exemplars {
 			ts, err := e.Timestamp.Float64()
 			require.NoError(t, err)
-			out = append(out, exemplarKey{Series: fmt.Sprint(d.SeriesLabels), Labels: fmt.Sprint(e.Labels), Value: e.Value, TsMillis: int64(ts*1000 + 0.5)})
+			out = append(out, exemplarKey{Series: fmt.Sprint(d.SeriesLabels), Labels: fmt.Sprint(e.Labels), Value: e.Value, TSMillis: int64(ts*1000 + 0.5)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
@@ -192,7 +192,7 @@ remote_write:
 			i := map[string]int{"eu-west-1": 0, "us-east-1": 1, "ap-southeast-1": 2}[region]
 			series := map[string]string{"__name__": "checkout_latency_seconds_bucket", "le": "0.5", "shard": region, "region": region}
 			for k, tr := range traces[region] {
-				out = append(out, exemplarKey{Series: fmt.Sprint(series), Labels: fmt.Sprint(map[string]string{"trace_id": tr}), Value: fmt.Sprint(0.1 * float64(k+1)), TsMillis: now + int64(i) + int64(k)})
+				out = append(out, exemplarKey{Series: fmt.Sprint(series), Labels: fmt.Sprint(map[string]string{"trace_id": tr}), Value: fmt.Sprint(0.1 * float64(k+1)), TSMillis: now + int64(i) + int64(k)})
 			}
 		}
 		sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
