@@ -7,6 +7,9 @@ TAGS     := slicelabels
 GOTAGS   := -tags $(TAGS)
 BIN      := bin/meridian
 THANOS   := bin/thanos
+KUBE_APISERVER := bin/kube-apiserver
+KUBE_VERSION = $(shell sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$$/\1/p' tools/kube-apiserver/go.mod)
+KPKG     := k8s.io/component-base/version
 THANOS_VERSION = $(shell sed -n 's/^require github.com\/thanos-io\/thanos v//p' tools/thanos/go.mod)
 # VERSION is the release (the file VERSION, as Prometheus keeps it): the binary's --version, the
 # image's tag and version label, and the chart's appVersion, which a test holds equal to it, so
@@ -23,7 +26,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (every component it wires is race-tested in its own package).
 RACE_PKGS := ./ingest/... ./query/... ./internal/storeapi/... ./internal/labelindex/... ./internal/faultproxy/... ./internal/simulate/... ./slo/... ./rules/...
 
-.PHONY: all build thanos test vet unit e2e run bench lint fuzz deps clean image chart-test chart-dashboards
+.PHONY: all build thanos kube-apiserver test vet unit e2e run bench lint fuzz deps clean image chart-test chart-dashboards
 
 all: build
 
@@ -39,11 +42,22 @@ $(THANOS): tools/thanos/go.mod tools/thanos/go.sum
 	cd tools/thanos && $(GO) build $(GOTAGS) -ldflags '-X $(VPKG).Version=$(THANOS_VERSION)' \
 		-o $(CURDIR)/$(THANOS) github.com/thanos-io/thanos/cmd/thanos
 
-# deps installs what the tests use as real peers: Debian's Prometheus and Alertmanager.
+# kube-apiserver builds the Kubernetes API server of the release the chart is checked against
+# (tools/kube-apiserver, a module of its own like tools/thanos): the chart tests install the chart
+# into it, over Debian's etcd. The first build compiles Kubernetes (about 11 minutes on 2 cores).
+kube-apiserver: $(KUBE_APISERVER)
+
+$(KUBE_APISERVER): tools/kube-apiserver/go.mod tools/kube-apiserver/go.sum
+	cd tools/kube-apiserver && $(GO) build -trimpath -o $(CURDIR)/$(KUBE_APISERVER) \
+		-ldflags '-X $(KPKG).gitVersion=$(KUBE_VERSION) -X $(KPKG).gitMajor=$(word 1,$(subst ., ,$(KUBE_VERSION:v%=%))) -X $(KPKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION:v%=%))) -X $(KPKG).gitTreeState=clean' \
+		k8s.io/kubernetes/cmd/kube-apiserver
+
+# deps installs what the tests use as real peers: Debian's Prometheus and Alertmanager, and the
+# etcd the chart tests' kube-apiserver stores in.
 deps:
-	@if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
-		echo "installing prometheus and prometheus-alertmanager (Debian packages)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager; \
+	@if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v etcd >/dev/null; then \
+		echo "installing prometheus, prometheus-alertmanager and etcd-server (Debian packages)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager etcd-server; \
 	fi
 
 # stdmethods is off: chunkenc.Iterator.Seek(int64) ValueType is not io.Seeker, and vet cannot tell.
@@ -85,11 +99,13 @@ chart-dashboards: build
 
 # chart-test lints and renders the Helm chart (deploy/helm/meridian) with Helm's Go SDK and checks
 # every object against the Kubernetes 1.34 API and the Prometheus Operator CRDs; runs the rules
-# the chart generates through promtool; and opens the image of `make image`, checks its config
-# and runs meridian --version from its unpacked layer. deploy/ is a Go module of its own (Helm's
+# the chart generates through promtool; installs every values file with Helm into a real
+# kube-apiserver over etcd; and opens the image of `make image`, checks its config and runs
+# meridian --version from its unpacked layer. deploy/ is a Go module of its own (Helm's
 # and Kubernetes's dependencies stay out of Meridian's build).
-chart-test: build image
+chart-test: deps build image kube-apiserver
 	cd deploy && MERIDIAN_BINARY=$(CURDIR)/$(BIN) MERIDIAN_IMAGE=$(CURDIR)/bin/image/oci MERIDIAN_IMAGE_TAG=$(IMAGE_TAG) \
+		KUBE_APISERVER_BINARY=$(CURDIR)/$(KUBE_APISERVER) \
 		$(GO) test $(GOTAGS) -count=1 -timeout 15m ./...
 	cd deploy && $(GO) vet $(GOTAGS) ./...
 
