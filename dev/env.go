@@ -262,7 +262,7 @@ func (e *Env) buildRegions() error {
 			HTTPAddress:          "127.0.0.1:0",
 			GRPCAddress:          "127.0.0.1:0",
 			OutOfOrderTimeWindow: e.cfg.Backfill,
-			MaxExemplars:         ingest.DefaultMaxExemplars,
+			MaxExemplars:         ingest.PrometheusMaxExemplars, // the tour shows exemplars
 		})
 		if err != nil {
 			return fmt.Errorf("region %s: %w", name, err)

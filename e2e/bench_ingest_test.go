@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/snappy"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,6 +31,7 @@ type ingestRun struct {
 	peakRSS       float64 // VmHWM after the load, bytes
 	idleRSS       float64 // VmRSS before the load, bytes
 	headSeries    float64
+	cpuSeconds    float64 // CPU time (user and system) the receiver spent during the load
 }
 
 func (r ingestRun) rssPerSeries() float64 { return r.peakRSS / r.headSeries }
@@ -44,27 +43,21 @@ func benchIngest(b *testing.B, table *benchTable) {
 	start := time.Now().Add(-ingestSamplesPerSerie * benchScrapeInterval).Truncate(time.Minute).UnixMilli()
 	plan := planBatches(series, ingestSenders, ingestSeriesPerBody, ingestStepsPerBody, ingestSamplesPerSerie, start)
 	bodies := make([][][]byte, len(plan))
-	richBodies := make([][][]byte, len(plan))
-	var payloadBytes, richBytes, exemplars int
+	var payloadBytes int
 	for sh, batches := range plan {
 		for _, wb := range batches {
 			body := wb.encode(false)
 			payloadBytes += len(body)
 			bodies[sh] = append(bodies[sh], body)
-			rich, n := encodeWithMetadataAndExemplars(wb)
-			richBytes += len(rich)
-			exemplars += n
-			richBodies[sh] = append(richBodies[sh], rich)
 		}
 	}
-	b.Logf("with metadata and exemplars: %d exemplars, %.1f MiB snappy", exemplars, float64(richBytes)/(1<<20))
 	b.Logf("ingest payloads: %d series, %d samples, %d requests, %.1f MiB snappy", ingestSeries,
 		ingestSeries*ingestSamplesPerSerie, ingestSeries*ingestSamplesPerSerie/(ingestSeriesPerBody*ingestStepsPerBody), float64(payloadBytes)/(1<<20))
 
-	var mer, ref, thn, rich ingestRun
-	var mers, refs, thns, richs []ingestRun
+	var mer, ref, thn ingestRun
+	var mers, refs, thns []ingestRun
 	for b.Loop() {
-		mers, refs, thns, richs = nil, nil, nil, nil
+		mers, refs, thns = nil, nil, nil
 		for round := range ingestRounds {
 			feeds := []func(){
 				func() {
@@ -83,25 +76,15 @@ func benchIngest(b *testing.B, table *benchTable) {
 					thns = append(thns, feedReceiver(b, recv.process, recv.writeURL, "http://"+recv.httpAddr+"/metrics", bodies))
 					recv.stop(b, time.Minute)
 				},
-				func() {
-					node := startIngest(b, b.TempDir(), []string{"region=eu-west-1"})
-					metricsURL := "http://" + node.httpAddr + "/metrics"
-					richs = append(richs, feedReceiver(b, node.process, node.writeURL(), metricsURL, richBodies))
-					got := scrapeMetrics(b, metricsURL, "meridian_ingest_exemplars_appended_total", "meridian_ingest_metadata_received_total")
-					require.Equal(b, float64(exemplars), got["meridian_ingest_exemplars_appended_total"], "exemplars appended")
-					require.Positive(b, got["meridian_ingest_metadata_received_total"], "metadata received")
-					node.stop(b, time.Minute)
-				},
 			}
-			// Each receiver (and meridian with the richer payloads) goes first, second, third
-			// and fourth in turn, so that drift on the machine does not fall on one of them.
+			// Each receiver goes first, second and third in turn, so that drift on the machine
+			// does not fall on one of them.
 			for i := range feeds {
 				feeds[(round+i)%len(feeds)]()
 			}
 		}
-		b.Logf("samples/s per round: meridian %v, prometheus %v, thanos receive %v, meridian with metadata and exemplars %v",
-			roundRates(mers), roundRates(refs), roundRates(thns), roundRates(richs))
-		mer, ref, thn, rich = medianRun(mers), medianRun(refs), medianRun(thns), medianRun(richs)
+		b.Logf("samples/s per round: meridian %v, prometheus %v, thanos receive %v", roundRates(mers), roundRates(refs), roundRates(thns))
+		mer, ref, thn = medianRun(mers), medianRun(refs), medianRun(thns)
 	}
 
 	b.ReportMetric(mer.samplesPerSec, "meridian-samples/s")
@@ -140,65 +123,6 @@ func benchIngest(b *testing.B, table *benchTable) {
 		result:    passFail(mer.peakRSS <= thn.peakRSS),
 	})
 
-	// The same samples with what a Prometheus sends besides (metadata of every family in every
-	// request, an exemplar per histogram per step), against meridian with the samples alone.
-	table.add(benchRow{
-		name:      fmt.Sprintf("ingest with metadata and exemplars (%dk exemplars): samples/s, vs without", exemplars/1000),
-		meridian:  formatRate(rich.samplesPerSec),
-		reference: formatRate(mer.samplesPerSec),
-		ratio:     fmt.Sprintf("%.2fx (rounds %s)", rich.samplesPerSec/mer.samplesPerSec, roundRatios(richs, mers, rate)),
-		target:    ">= 0.95x",
-		result:    passFail(rich.samplesPerSec >= 0.95*mer.samplesPerSec),
-	})
-}
-
-// benchFamilies is the metadata of the families httpSeries makes, as Prometheus sends it.
-var benchFamilies = []prompb.MetricMetadata{
-	{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests handled, by handler, method and code."},
-	{Type: prompb.MetricMetadata_HISTOGRAM, MetricFamilyName: "http_request_duration_seconds", Help: "Latency of requests.", Unit: "seconds"},
-}
-
-// encodeWithMetadataAndExemplars is wb's RW1 body (without the region label) with the metadata
-// of every family and, on the le="0.1" bucket of every latency histogram, an exemplar with a
-// trace_id at every step; it returns the body and its number of exemplars.
-func encodeWithMetadataAndExemplars(wb writeBatch) ([]byte, int) {
-	raw, err := snappy.Decode(nil, wb.encode(false))
-	if err != nil {
-		panic(fmt.Sprintf("decode generated write request: %v", err))
-	}
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
-		panic(fmt.Sprintf("unmarshal generated write request: %v", err))
-	}
-	req.Metadata = benchFamilies
-	n := 0
-	for i, ts := range req.Timeseries {
-		if !hasLabel(ts.Labels, "le", "0.1") {
-			continue
-		}
-		for _, smp := range ts.Samples {
-			req.Timeseries[i].Exemplars = append(req.Timeseries[i].Exemplars, prompb.Exemplar{
-				Labels:    []prompb.Label{{Name: "trace_id", Value: fmt.Sprintf("%016x", uint64(smp.Timestamp)*2654435761+uint64(i))}},
-				Value:     0.08,
-				Timestamp: smp.Timestamp,
-			})
-			n++
-		}
-	}
-	out, err := req.Marshal()
-	if err != nil {
-		panic(fmt.Sprintf("marshal generated write request: %v", err))
-	}
-	return snappy.Encode(nil, out), n
-}
-
-func hasLabel(ls []prompb.Label, name, value string) bool {
-	for _, l := range ls {
-		if l.Name == name && l.Value == value {
-			return true
-		}
-	}
-	return false
 }
 
 // roundRatios is the range of meridian's figure over the reference's, round by round.
@@ -221,6 +145,12 @@ type thanosReceive struct {
 // would deploy it in place of meridian ingest, and waits until it is ready.
 func startThanosReceive(t testing.TB, tsdbPath string, extLabels ...string) *thanosReceive {
 	t.Helper()
+	return startThanosReceiveWith(t, tsdbPath, extLabels)
+}
+
+// startThanosReceiveWith is startThanosReceive with flags besides its defaults.
+func startThanosReceiveWith(t testing.TB, tsdbPath string, extLabels []string, extraArgs ...string) *thanosReceive {
+	t.Helper()
 	r := &thanosReceive{httpAddr: freeAddr(t)}
 	writeAddr := freeAddr(t)
 	r.writeURL = "http://" + writeAddr + "/api/v1/receive"
@@ -229,24 +159,32 @@ func startThanosReceive(t testing.TB, tsdbPath string, extLabels ...string) *tha
 	for _, l := range extLabels {
 		args = append(args, "--label", l)
 	}
-	r.process = startProcess(t, "thanos receive", thanosBinary, args...)
+	r.process = startProcess(t, "thanos receive", thanosBinary, append(args, extraArgs...)...)
 	waitReady(t, r.process, "http://"+r.httpAddr+"/-/ready", time.Minute)
 	return r
 }
 
-// feedReceiver posts every body to url, one sender per shard, and reads the receiver's head
-// from its /metrics: every sample must have been appended to ingestSeries series.
+// feedReceiver posts every body (RW1) to url, one sender per shard, and reads the receiver's
+// head from its /metrics: every sample must have been appended to ingestSeries series.
 func feedReceiver(t testing.TB, p *process, url, metricsURL string, bodies [][][]byte) ingestRun {
 	t.Helper()
+	return feedReceiverAs(t, p, url, metricsURL, false, bodies, ingestSeries*ingestSamplesPerSerie)
+}
+
+// feedReceiverAs is feedReceiver for RW1 (v2 false) or RW2 bodies that hold samples samples.
+func feedReceiverAs(t testing.TB, p *process, url, metricsURL string, v2 bool, bodies [][][]byte, samples int) ingestRun {
+	t.Helper()
 	run := ingestRun{idleRSS: procStatusBytes(t, p, "VmRSS")}
+	cpuBefore := procCPUSeconds(t, p)
 	began := time.Now()
 	err := runSenders(context.Background(), bodies, func(ctx context.Context, body []byte) error {
-		return postWrite(ctx, url, body)
+		return postWriteAs(ctx, url, v2, body)
 	})
 	elapsed := time.Since(began)
+	run.cpuSeconds = procCPUSeconds(t, p) - cpuBefore
 	require.NoError(t, err, "feed %s", p.name)
 	got := scrapeMetrics(t, metricsURL, "prometheus_tsdb_head_series", "prometheus_tsdb_head_samples_appended_total")
-	total := float64(ingestSeries * ingestSamplesPerSerie)
+	total := float64(samples)
 	require.Equal(t, total, got["prometheus_tsdb_head_samples_appended_total"], "%s appended", p.name)
 	require.Equal(t, float64(ingestSeries), got["prometheus_tsdb_head_series"], "%s head series", p.name)
 	run.samplesPerSec = total / elapsed.Seconds()
@@ -279,5 +217,6 @@ func medianRun(runs []ingestRun) ingestRun {
 		peakRSS:       median(func(r ingestRun) float64 { return r.peakRSS }),
 		idleRSS:       median(func(r ingestRun) float64 { return r.idleRSS }),
 		headSeries:    median(func(r ingestRun) float64 { return r.headSeries }),
+		cpuSeconds:    median(func(r ingestRun) float64 { return r.cpuSeconds }),
 	}
 }

@@ -17,6 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// exemplarStorage turns on the ingest nodes' exemplar storage (off by default, as in Thanos
+// Receive) at Prometheus's size.
+var exemplarStorage = []string{"--tsdb.max-exemplars", "100000"}
+
 // restartIngestAt runs `meridian ingest` again on the directory and addresses of a node that
 // was killed, so that the queriers over it find it where it was.
 func restartIngestAt(t testing.TB, old *ingestProcess, extLabels []string) *ingestProcess {
@@ -26,6 +30,7 @@ func restartIngestAt(t testing.TB, old *ingestProcess, extLabels []string) *inge
 	for _, l := range extLabels {
 		args = append(args, "--label", l)
 	}
+	args = append(args, exemplarStorage...)
 	ip.process = startProcess(t, "meridian ingest "+ip.httpAddr, meridianBinary, args...)
 	waitReady(t, ip.process, "http://"+ip.httpAddr+"/-/ready", 60*time.Second)
 	return ip
@@ -110,7 +115,7 @@ func TestMetadataAndExemplarsEndToEnd(t *testing.T) {
 	var nodes []*ingestProcess
 	var stores []string
 	for _, r := range regions {
-		n := startIngest(t, t.TempDir(), []string{"region=" + r})
+		n := startIngest(t, t.TempDir(), []string{"region=" + r}, exemplarStorage...)
 		nodes = append(nodes, n)
 		stores = append(stores, n.grpcAddr)
 	}

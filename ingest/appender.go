@@ -18,20 +18,23 @@ type countingAppendable struct {
 	db      storage.Appendable
 	metrics *metrics
 	meta    *metadataStore // receives series metadata on commit
+	// exemplars says the TSDB stores exemplars; without, they are checked and dropped.
+	exemplars bool
 }
 
 func (a countingAppendable) Appender(ctx context.Context) storage.Appender { return a.appender(ctx) }
 
 func (a countingAppendable) appender(ctx context.Context) *countingAppender {
-	return &countingAppender{Appender: a.db.Appender(ctx), metrics: a.metrics, meta: a.meta, notes: writeNotesFrom(ctx)}
+	return &countingAppender{Appender: a.db.Appender(ctx), metrics: a.metrics, meta: a.meta, exemplars: a.exemplars, notes: writeNotesFrom(ctx)}
 }
 
 type countingAppender struct {
 	storage.Appender
-	metrics  *metrics
-	meta     *metadataStore
-	notes    *writeNotes // the request's; nil outside a request
-	appended int
+	metrics   *metrics
+	meta      *metadataStore
+	exemplars bool
+	notes     *writeNotes // the request's; nil outside a request
+	appended  int
 }
 
 func (a *countingAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
@@ -47,11 +50,15 @@ func (a *countingAppender) AppendHistogram(ref storage.SeriesRef, l labels.Label
 }
 
 // AppendExemplar stores an exemplar after checking its labels, and counts and notes the
-// exemplars refused (see noteExemplarError).
+// exemplars refused (see noteExemplarError). Without exemplar storage, a valid exemplar is
+// dropped there, as the TSDB would drop it, uncounted; an invalid one is refused all the same.
 func (a *countingAppender) AppendExemplar(ref storage.SeriesRef, l labels.Labels, e exemplar.Exemplar) (storage.SeriesRef, error) {
 	if err := checkExemplar(e); err != nil {
 		a.noteExemplarError(l, e, err)
 		return ref, err
+	}
+	if !a.exemplars {
+		return ref, nil
 	}
 	ref, err := a.Appender.AppendExemplar(ref, l, e)
 	if err != nil {

@@ -16,13 +16,17 @@ import (
 // It equals the decompressed limit Prometheus's own receiver enforces.
 const DefaultMaxBodySize = 32 << 20
 
-// DefaultMaxExemplars is the --tsdb.max-exemplars default: Prometheus's default size of its
-// exemplar storage (storage.exemplars.max_exemplars). Thanos Receive's flag defaults to 0,
-// exemplar storage off; Meridian keeps exemplars by default, since a region's Prometheus that
-// sends them expects them back (Grafana's links from a graph to a trace). The storage is a
-// circular buffer of this many exemplars across all series, allocated when the TSDB opens
-// (about 8 MiB at the default).
-const DefaultMaxExemplars = 100_000
+// DefaultMaxExemplars is the --tsdb.max-exemplars default: 0, exemplar storage off, as Thanos
+// Receive's flag of the same name. Storing exemplars costs ingest throughput (the TSDB's exemplar
+// storage validates, appends and logs each one behind one lock: `make bench` measures it), so a
+// region turns it on when its Prometheus sends exemplars (`send_exemplars: true`) and its users
+// follow them to traces. The storage is then a circular buffer of that many exemplars across all
+// series, allocated when the TSDB opens (about 8 MiB for Prometheus's 100,000).
+const DefaultMaxExemplars = 0
+
+// PrometheusMaxExemplars is Prometheus's default size of its exemplar storage
+// (storage.exemplars.max_exemplars), the size `meridian dev` and the chart's examples use.
+const PrometheusMaxExemplars = 100_000
 
 // DefaultBlockDuration is the span of the blocks the head is compacted into, as in Prometheus.
 const DefaultBlockDuration = 2 * time.Hour

@@ -50,6 +50,9 @@ type v1Decoder struct {
 	maxTime int64         // newest timestamp accepted, ms
 	// exemplarsDropped counts exemplars the TSDB refused (out of order, storage off...).
 	exemplarsDropped int
+	// keepExemplars says exemplars are stored: their label strings are then copied out of
+	// the body; otherwise they are only checked, in place.
+	keepExemplars bool
 }
 
 // appendError is a sample the TSDB refused: the request fails with its status.
@@ -231,7 +234,7 @@ func (d *v1Decoder) appendHistogram(app seriesAppender, ref storage.SeriesRef, l
 }
 
 func (d *v1Decoder) appendExemplar(app seriesAppender, ref storage.SeriesRef, lset labels.Labels, v []byte) error {
-	e, err := d.decodeExemplar(v)
+	e, err := d.decodeExemplar(v, d.keepExemplars)
 	if err != nil {
 		return fmt.Errorf("%w of series %s", err, lset.String())
 	}
@@ -253,8 +256,9 @@ const (
 )
 
 // decodeExemplar reads a prompb.Exemplar as Prometheus's ToExemplar gives it: labels sorted,
-// a timestamp only if not zero. The label strings are copies: the exemplar storage keeps them.
-func (d *v1Decoder) decodeExemplar(buf []byte) (exemplar.Exemplar, error) {
+// a timestamp only if not zero. With copyLabels the label strings are copies, for the exemplar
+// storage to keep; otherwise they point into buf.
+func (d *v1Decoder) decodeExemplar(buf []byte, copyLabels bool) (exemplar.Exemplar, error) {
 	var e exemplar.Exemplar
 	d.builder.Reset()
 	for len(buf) > 0 {
@@ -273,7 +277,11 @@ func (d *v1Decoder) decodeExemplar(buf []byte) (exemplar.Exemplar, error) {
 			if err != nil {
 				return e, fmt.Errorf("exemplar: %w", err)
 			}
-			d.builder.Add(string(p.name), string(p.value))
+			if copyLabels {
+				d.builder.Add(string(p.name), string(p.value))
+			} else {
+				d.builder.Add(yoloString(p.name), yoloString(p.value))
+			}
 			n = m
 		case num == rw1ExemplarValue && typ == protowire.Fixed64Type:
 			bits, m := protowire.ConsumeFixed64(buf)
@@ -315,7 +323,7 @@ func (d *v1Decoder) validateSeries(buf []byte) error {
 				err = fmt.Errorf("%w: histogram: %w", errMalformed, uerr)
 			}
 		case rw1SeriesExemplars:
-			_, err = d.decodeExemplar(v)
+			_, err = d.decodeExemplar(v, false)
 		}
 		return err
 	})

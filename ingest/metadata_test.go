@@ -224,11 +224,28 @@ func stringOf(c byte, n int) string {
 
 func TestExemplarStorageOffDropsExemplarsAndServesNoExemplarsAPI(t *testing.T) {
 	now := time.Now().UnixMilli()
-	n := startNode(t, testConfig(t))
+	reg := prometheus.NewRegistry()
+	n, _ := runNode(t, testConfig(t), reg) // exemplar storage off, the default
 	lat := series{labels: lbls("__name__", "latency_seconds_bucket", "le", "0.5"), samples: samplesAt(now, 1, 3)}
 	code, msg := post(t, n.Handler(), rw1ContentType, rw1With(t, lat, []prompb.Exemplar{{Labels: lbls("trace_id", "a"), Value: 1, Timestamp: now}}))
 	require.Equal(t, http.StatusNoContent, code, msg)
+	lat.samples = samplesAt(now+1, 1, 3)
+	code, msg = post(t, n.Handler(), rw2ContentType, rw2With(t, lat, writev2.Metadata{}, "", "", map[string]prompb.Sample{"b": {Value: 1, Timestamp: now + 1}}))
+	require.Equal(t, http.StatusNoContent, code, msg)
 	require.Empty(t, nodeExemplars(t, n, "latency_seconds_bucket"))
+	require.Zero(t, counterValue(t, reg, "meridian_ingest_exemplars_appended_total", nil), "nothing was stored")
+
+	// Bad exemplars are refused as with storage on, the samples kept.
+	lat.samples = samplesAt(now+2, 1, 3)
+	code, msg = post(t, n.Handler(), rw1ContentType, rw1With(t, lat, []prompb.Exemplar{
+		{Labels: lbls("trace_id", "c", "trace_id", "again"), Value: 1, Timestamp: now + 2},
+		{Labels: lbls("trace_id", stringOf('a', 130)), Value: 1, Timestamp: now + 2},
+	}))
+	require.Equal(t, http.StatusBadRequest, code, msg)
+	require.Contains(t, msg, `label "trace_id" twice`)
+	require.Contains(t, msg, "exceeds maximum of 128")
+	require.Subset(t, stored(t, n)[`{__name__="latency_seconds_bucket", le="0.5"}`], lat.samples)
+	require.Equal(t, 1.0, counterValue(t, reg, "meridian_ingest_exemplars_rejected_total", map[string]string{"reason": "label_set_too_long"}))
 }
 
 func TestMetadataStoreLimitsAndForgets(t *testing.T) {

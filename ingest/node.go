@@ -117,7 +117,7 @@ func New(logger *slog.Logger, reg *prometheus.Registry, cfg Config) (*Node, erro
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
 
-	n.handler = n.routes(newWriteHandler(logger, reg, nodeAppendable{n}, cfg.MaxBodySize, n.metrics, n.meta))
+	n.handler = n.routes(newWriteHandler(logger, reg, nodeAppendable{n}, cfg.MaxBodySize, n.metrics, n.meta, cfg.MaxExemplars > 0))
 	n.httpServer = &http.Server{
 		Handler:           n.handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -33,7 +33,7 @@ func testLogger() *slog.Logger {
 }
 
 // testConfig is a node on loopback with free ports and a fresh TSDB directory.
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	return Config{
 		ExternalLabels: labels.FromStrings("region", "eu-west-1"),
 		TSDBPath:       t.TempDir(),
@@ -51,7 +51,7 @@ func startNode(t *testing.T, cfg Config) *Node {
 
 // runNode runs a node with its metrics on reg, waits until its TSDB is open, and returns a
 // function that stops it (at the latest when the test ends).
-func runNode(t *testing.T, cfg Config, reg *prometheus.Registry) (*Node, func()) {
+func runNode(t testing.TB, cfg Config, reg *prometheus.Registry) (*Node, func()) {
 	t.Helper()
 	n, err := New(testLogger(), reg, cfg)
 	require.NoError(t, err)
@@ -76,7 +76,7 @@ func runNode(t *testing.T, cfg Config, reg *prometheus.Registry) (*Node, func())
 }
 
 // post sends a remote-write body through the node's real handler.
-func post(t *testing.T, h http.Handler, contentType string, body []byte) (int, string) {
+func post(t testing.TB, h http.Handler, contentType string, body []byte) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 	req.Header.Set("Content-Type", contentType)

@@ -221,6 +221,13 @@ func checkExemplar(e exemplar.Exemplar) error {
 	if name, dup := e.Labels.HasDuplicateLabelNames(); dup {
 		return fmt.Errorf("%w %s: label %q twice", errInvalidExemplarLabels, e.Labels, name)
 	}
+	// The TSDB's own limit (OpenMetrics'), checked here too so that it holds with exemplar
+	// storage off.
+	n := 0
+	e.Labels.Range(func(l labels.Label) { n += utf8.RuneCountInString(l.Name) + utf8.RuneCountInString(l.Value) })
+	if n > exemplar.ExemplarMaxLabelSetLength {
+		return storage.ErrExemplarLabelLength
+	}
 	return nil
 }
 

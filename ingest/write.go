@@ -47,11 +47,13 @@ type writeHandler struct {
 // acceptedMessages are the remote-write protocols the receiver speaks.
 var acceptedMessages = remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}
 
-func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.Appendable, maxBody int64, m *metrics, meta *metadataStore) http.Handler {
+// newWriteHandler is the remote-write receiver; keepExemplars says the TSDB has exemplar
+// storage (exemplars are otherwise checked, and dropped).
+func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.Appendable, maxBody int64, m *metrics, meta *metadataStore, keepExemplars bool) http.Handler {
 	h := &writeHandler{
 		logger:  logger,
 		maxBody: maxBody,
-		app:     countingAppendable{db: app, metrics: m, meta: meta},
+		app:     countingAppendable{db: app, metrics: m, meta: meta, exemplars: keepExemplars},
 		metrics: m,
 		meta:    meta,
 	}
@@ -161,6 +163,7 @@ func (h *writeHandler) problemText(sum *writeSummary, notes *writeNotes) string 
 func (h *writeHandler) serveV1(w http.ResponseWriter, r *http.Request, body []byte, sum *writeSummary, notes *writeNotes) {
 	app := h.app.appender(r.Context())
 	d := newV1Decoder(sum, time.Now())
+	d.keepExemplars = h.app.exemplars
 	err := d.decode(body, app)
 	if !errors.Is(err, errMalformed) {
 		// Metadata messages stand apart from the samples (Prometheus sends them every minute,

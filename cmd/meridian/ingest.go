@@ -36,7 +36,7 @@ func ingestCommand(app *kingpin.Application) subcommand {
 		Default("0s").SetValue(&oooWindow)
 	maxBody := cmd.Flag("remote-write.max-body-size", "Largest remote-write body accepted, compressed and decompressed; larger bodies get 413.").
 		Default(units.Base2Bytes(ingest.DefaultMaxBodySize).String()).Bytes()
-	maxExemplars := cmd.Flag("tsdb.max-exemplars", "Exemplars kept in the TSDB's exemplar storage, a circular buffer across all series (kept in the WAL); when full, the oldest is overwritten. 0 turns exemplar storage off. Thanos Receive's flag of the same name defaults to 0.").
+	maxExemplars := cmd.Flag("tsdb.max-exemplars", "Exemplars kept in the TSDB's exemplar storage, a circular buffer across all series (kept in the WAL); when full, the oldest is overwritten. 0, the default (as Thanos Receive's flag of the same name), turns exemplar storage off; Prometheus's size is 100000.").
 		Default(fmt.Sprint(ingest.DefaultMaxExemplars)).Int64()
 	httpConfig := cmd.Flag("http.config", "Path to an exporter-toolkit web configuration file (TLS, client CA, basic auth) for the HTTP server.").
 		Default("").String()

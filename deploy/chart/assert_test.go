@@ -242,11 +242,20 @@ func TestNotesPrintRemoteWriteForEveryReplica(t *testing.T) {
 		var parsed map[string]any
 		require.NoError(t, yaml.UnmarshalStrict([]byte(block), &parsed), block)
 	}
+	// The example keeps exemplars, so its Prometheus is told to send them, in both forms.
+	require.Contains(t, r.Notes, "    send_exemplars: true\n")
+	require.Contains(t, r.Notes, "        sendExemplars: true\n")
 	// The pod DNS names exist: the StatefulSet is governed by that headless Service.
 	sts := typed[*appsv1.StatefulSet](t, r.OfKind("StatefulSet")[0])
+	require.Contains(t, sts.Spec.Template.Spec.Containers[0].Args, "--tsdb.max-exemplars=100000")
 	require.Equal(t, "meridian-eu-west-1-grpc", sts.Spec.ServiceName)
 	_, ok := r.Find("Service", "meridian-eu-west-1-grpc")
 	require.True(t, ok)
+	// Exemplar storage is off by default (as in Thanos Receive): no sender is asked for them.
+	def := render(t, ch, "meridian-x", readValues(t, filepath.Join(chartDir, "ci", "region-values.yaml")))
+	require.NotContains(t, def.Notes, "xemplars")
+	defSts := typed[*appsv1.StatefulSet](t, def.OfKind("StatefulSet")[0])
+	require.Contains(t, defSts.Spec.Template.Spec.Containers[0].Args, "--tsdb.max-exemplars=0")
 }
 
 func TestExampleSpecsAreTheRepositorys(t *testing.T) {

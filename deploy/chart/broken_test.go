@@ -49,6 +49,7 @@ func TestBrokenValuesFail(t *testing.T) {
 			{"bad enum", region, "mode: regional", "mode"},
 			{"bad duration", region, "ingest: {retention: {time: 15 days}}", "'/ingest/retention/time'"},
 			{"region missing", region, "ingest: {region: ''}", "'/ingest/region'"},
+			{"negative exemplar storage", region, "ingest: {maxExemplars: -1}", "'/ingest/maxExemplars'"},
 			{"bad endpoint list", global, "query: {endpoints: store:10901}", "'/query/endpoints'"},
 			{"bad alertmanager url", global, "ruler: {alertmanagers: [alertmanager:9093]}", "'/ruler/alertmanagers/0'"},
 		} {
