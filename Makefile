@@ -128,6 +128,7 @@ lint: vet
 fuzz:
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWriteRequest -fuzztime 30s ./ingest/
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeV1MatchesPrometheus -fuzztime 30s ./ingest/
+	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeV2MatchesPrometheus -fuzztime 30s ./ingest/
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzDecodeWatchMessages -fuzztime 30s ./internal/labelindex/
 	$(GO) test $(GOTAGS) -run '^$$' -fuzz FuzzGrafanaErrorAnswer -fuzztime 30s ./dashboards/
 

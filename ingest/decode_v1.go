@@ -205,30 +205,30 @@ func (d *v1Decoder) appendHistogram(app seriesAppender, ref storage.SeriesRef, l
 	if err := hp.Unmarshal(v); err != nil {
 		return 0, fmt.Errorf("%w: histogram of series %s: %w", errMalformed, lset.String(), err)
 	}
-	if hp.Timestamp > d.maxTime {
-		return 0, &appendError{err: fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds), series: lset, ts: hp.Timestamp}
-	}
-	var (
-		h   *histogram.Histogram
-		fh  *histogram.FloatHistogram
-		err error
-	)
 	if hp.IsFloatHistogram() {
-		fh = hp.ToFloatHistogram()
-		if histogram.IsExponentialSchemaReserved(fh.Schema) && fh.Schema > histogram.ExponentialSchemaMax {
-			err = fh.ReduceResolution(histogram.ExponentialSchemaMax)
-		}
-	} else {
-		h = hp.ToIntHistogram()
-		if histogram.IsExponentialSchemaReserved(h.Schema) && h.Schema > histogram.ExponentialSchemaMax {
-			err = h.ReduceResolution(histogram.ExponentialSchemaMax)
-		}
+		return d.appendHistogramSample(app, ref, lset, hp.Timestamp, nil, hp.ToFloatHistogram())
+	}
+	return d.appendHistogramSample(app, ref, lset, hp.Timestamp, hp.ToIntHistogram(), nil)
+}
+
+// appendHistogramSample appends one histogram (h or fh) as Prometheus's receiver does: its
+// schema reduced to the largest the TSDB stores, refused if too far in the future.
+func (d *v1Decoder) appendHistogramSample(app seriesAppender, ref storage.SeriesRef, lset labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	if t > d.maxTime {
+		return 0, &appendError{err: fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds), series: lset, ts: t}
+	}
+	var err error
+	if fh != nil && histogram.IsExponentialSchemaReserved(fh.Schema) && fh.Schema > histogram.ExponentialSchemaMax {
+		err = fh.ReduceResolution(histogram.ExponentialSchemaMax)
+	}
+	if h != nil && histogram.IsExponentialSchemaReserved(h.Schema) && h.Schema > histogram.ExponentialSchemaMax {
+		err = h.ReduceResolution(histogram.ExponentialSchemaMax)
 	}
 	if err == nil {
-		ref, err = app.AppendHistogram(ref, lset, hp.Timestamp, h, fh)
+		ref, err = app.AppendHistogram(ref, lset, t, h, fh)
 	}
 	if err != nil {
-		return 0, &appendError{err: err, series: lset, ts: hp.Timestamp}
+		return 0, &appendError{err: err, series: lset, ts: t}
 	}
 	return ref, nil
 }

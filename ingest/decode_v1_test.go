@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -79,6 +80,13 @@ func (a *recordingAppender) AppendHistogram(ref storage.SeriesRef, l labels.Labe
 func (a *recordingAppender) AppendExemplar(ref storage.SeriesRef, l labels.Labels, e exemplar.Exemplar) (storage.SeriesRef, error) {
 	ref = a.ref(ref, l)
 	a.calls = append(a.calls, call{"exemplar", ref, fmt.Sprintf("%s %x %d", e.Labels, math.Float64bits(e.Value), e.Ts)})
+	return ref, nil
+}
+
+// UpdateMetadata records a series' metadata by its labels (the RW2 decoder's last call for a
+// series).
+func (a *recordingAppender) UpdateMetadata(ref storage.SeriesRef, l labels.Labels, m metadata.Metadata) (storage.SeriesRef, error) {
+	a.calls = append(a.calls, call{"metadata", a.ref(ref, l), fmt.Sprintf("%s %q %q", m.Type, m.Help, m.Unit)})
 	return ref, nil
 }
 

@@ -78,13 +78,19 @@ func runNode(t testing.TB, cfg Config, reg *prometheus.Registry) (*Node, func())
 // post sends a remote-write body through the node's real handler.
 func post(t testing.TB, h http.Handler, contentType string, body []byte) (int, string) {
 	t.Helper()
+	rec := postRecorded(h, contentType, body)
+	return rec.Code, rec.Body.String()
+}
+
+// postRecorded is post's answer whole, headers with it.
+func postRecorded(h http.Handler, contentType string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.String()
+	return rec
 }
 
 // series is one test series: its labels in wire order (may be invalid) and float samples.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"unicode/utf8"
 
@@ -50,9 +51,9 @@ const (
 	reasonRolledBack      rejectReason = "rolled_back"
 )
 
-// writeSummary is what a pass over a decoded remote-write body learned: how much it carries and
-// which series are refused for their labels. For RW1 it is the decoder's record (decode_v1.go);
-// for RW2 a walk without building the message, before Prometheus's handler decodes it.
+// writeSummary is what the decoder of a remote-write body (decode_v1.go, decode_v2.go) learned:
+// how much it carries and which series are refused for their labels. It is pooled with its
+// scratch space.
 type writeSummary struct {
 	samples    int // float samples plus histogram samples
 	exemplars  int
@@ -60,11 +61,15 @@ type writeSummary struct {
 	problems   []string             // the first few invalid series, for the 400 message
 	nProblems  int
 	labelPairs []labelPair // scratch, reused across series
-	refs       []uint32    // scratch, reused across series
-	symbols    [][]byte
+	refs       []uint32    // scratch, reused across series and exemplars (RW2)
+	symbols    [][]byte    // RW2's symbols table, pointing into the body
 }
 
 type labelPair struct{ name, value []byte }
+
+// errPackedOverrun is a packed field whose last varint does not end within it (gogo/protobuf
+// reads on into the fields that follow).
+var errPackedOverrun = errors.New("a varint runs past the end of the packed field")
 
 // errMalformed marks a body that is not a well-formed remote-write message.
 var errMalformed = errors.New("malformed remote write message")
@@ -74,6 +79,14 @@ func (s *writeSummary) reject(reason rejectReason, samples int, problem string) 
 		s.rejected = make(map[rejectReason]int, 2)
 	}
 	s.rejected[reason] += samples
+	s.nProblems++
+	if len(s.problems) < maxReportedSeries {
+		s.problems = append(s.problems, problem)
+	}
+}
+
+// refuseSeries records a series refused with no samples to count (one without samples).
+func (s *writeSummary) refuseSeries(problem string) {
 	s.nProblems++
 	if len(s.problems) < maxReportedSeries {
 		s.problems = append(s.problems, problem)
@@ -95,92 +108,7 @@ func (s *writeSummary) problemText() string {
 	return b.String()
 }
 
-// scanV2 walks an io.prometheus.write.v2.Request. Symbols may follow the series on the wire, so
-// they are collected first.
-func (s *writeSummary) scanV2(buf []byte) error {
-	s.symbols = s.symbols[:0]
-	err := eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num == rw2Symbols {
-			if typ != protowire.BytesType {
-				return fmt.Errorf("%w: symbols field has wire type %d", errMalformed, typ)
-			}
-			s.symbols = append(s.symbols, v)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	i := 0
-	return eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num != rw2Timeseries {
-			return nil
-		}
-		if typ != protowire.BytesType {
-			return fmt.Errorf("%w: timeseries field has wire type %d", errMalformed, typ)
-		}
-		i++
-		return s.scanV2Series(i-1, v)
-	})
-}
-
-func (s *writeSummary) scanV2Series(idx int, buf []byte) error {
-	s.refs = s.refs[:0]
-	var samples int
-	var helpRef, unitRef uint64
-	err := eachField(buf, func(num protowire.Number, typ protowire.Type, v []byte) error {
-		switch num {
-		case rw2SeriesLabelRefs:
-			return s.appendRefs(typ, v)
-		case rw2SeriesSamples, rw2SeriesHistograms:
-			samples++
-		case rw2SeriesExemplars:
-			s.exemplars++
-		case rw2SeriesMetadata:
-			if typ != protowire.BytesType {
-				return fmt.Errorf("%w: metadata field has wire type %d", errMalformed, typ)
-			}
-			return eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
-				if typ != protowire.VarintType {
-					return nil
-				}
-				n, _ := protowire.ConsumeVarint(v)
-				switch num {
-				case rw2MetadataHelpRef:
-					helpRef = uint64(uint32(n))
-				case rw2MetadataUnitRef:
-					unitRef = uint64(uint32(n))
-				}
-				return nil
-			})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// Prometheus's handler indexes the symbols table with these refs without a bounds check.
-	if n := uint64(len(s.symbols)); helpRef >= n || unitRef >= n {
-		return fmt.Errorf("%w: metadata of series %d refers to symbols %d (help) and %d (unit) outside the symbols table (size %d)", errMalformed, idx, helpRef, unitRef, n)
-	}
-	s.samples += samples
-	if len(s.refs)%2 != 0 {
-		s.reject(reasonInvalidLabels, samples, fmt.Sprintf("series %d: odd number of label references (%d)", idx, len(s.refs)))
-		return nil
-	}
-	s.labelPairs = s.labelPairs[:0]
-	for i := 0; i < len(s.refs); i += 2 {
-		n, v := s.refs[i], s.refs[i+1]
-		if int(n) >= len(s.symbols) || int(v) >= len(s.symbols) {
-			s.reject(reasonInvalidLabels, samples, fmt.Sprintf("series %d: label references %d=%d outside the symbols table (size %d)", idx, n, v, len(s.symbols)))
-			return nil
-		}
-		s.labelPairs = append(s.labelPairs, labelPair{name: s.symbols[n], value: s.symbols[v]})
-	}
-	_ = s.checkLabels(samples) // recorded in s
-	return nil
-}
-
+// appendRefs adds the label references of one labels_refs field, packed or not, to s.refs.
 func (s *writeSummary) appendRefs(typ protowire.Type, v []byte) error {
 	switch typ {
 	case protowire.VarintType:
@@ -190,6 +118,9 @@ func (s *writeSummary) appendRefs(typ protowire.Type, v []byte) error {
 		for len(v) > 0 {
 			n, l := protowire.ConsumeVarint(v)
 			if l < 0 {
+				if errors.Is(protowire.ParseError(l), io.ErrUnexpectedEOF) {
+					return fmt.Errorf("%w: label references: %w", errMalformed, errPackedOverrun)
+				}
 				return fmt.Errorf("%w: label references: %w", errMalformed, protowire.ParseError(l))
 			}
 			s.refs = append(s.refs, uint32(n))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,9 +19,9 @@ import (
 	"github.com/prometheus/prometheus/storage/remote"
 )
 
-// writeHandler receives remote write. RW1, what Prometheus sends by default, is decoded, checked
-// and appended in one pass (v1Decoder); RW2 goes to Prometheus's remote-write handler. For both
-// this layer
+// writeHandler receives remote write. Both protocols are decoded, checked and appended in one
+// pass over the body (v1Decoder, v2Decoder), with the answers of Prometheus's receiver; what
+// content negotiation refuses (415) is answered by Prometheus's handler. This layer
 //   - limits the body size (413, as Thanos Receive answers),
 //   - refuses bodies that are not snappy or not a well-formed remote-write message (400),
 //   - refuses RW2 bodies whose metadata refers outside the symbols table, which would make
@@ -57,7 +58,7 @@ func newWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage
 		metrics: m,
 		meta:    meta,
 	}
-	// appendMetadata: RW2 series metadata goes to UpdateMetadata, which keeps it in meta.
+	// Only for the answers of content negotiation: every accepted request is decoded here.
 	h.next = remote.NewWriteHandler(logger, reg, h.app, acceptedMessages, false, false, true)
 	h.buffers.New = func() any { return new([]byte) }
 	h.summaries.New = func() any { return new(writeSummary) }
@@ -133,15 +134,7 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveV1(w, r, decoded, sum, notes)
 		return
 	}
-	if err := sum.scanV2(decoded); err != nil {
-		h.refuseMalformed(w, msgType, err)
-		return
-	}
-	h.countReceived(sum)
-	if sum.nProblems > 0 {
-		h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
-	}
-	h.next.ServeHTTP(&badRequestWriter{ResponseWriter: w, msg: func() string { return h.problemText(sum, notes) }}, r)
+	h.serveV2(w, r, decoded, sum, notes)
 }
 
 // problemText is the 400 answer's reason for what a request had refused: series, metadata,
@@ -206,6 +199,63 @@ func (h *writeHandler) serveV1(w http.ResponseWriter, r *http.Request, body []by
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// serveV2 decodes and appends an RW2 body, and answers as Prometheus's handler would: what was
+// refused for good is named in a 400, the rest stored; the written counts go in the
+// X-Prometheus-Remote-Write-*-Written headers, zero when nothing was stored.
+func (h *writeHandler) serveV2(w http.ResponseWriter, r *http.Request, body []byte, sum *writeSummary, notes *writeNotes) {
+	app := h.app.appender(r.Context())
+	d := newV2Decoder(sum, notes, time.Now())
+	d.keepExemplars = h.app.exemplars
+	err := d.decode(body, app)
+	if errors.Is(err, errMalformed) {
+		app.discard()
+		writtenHeaders(w, remoteapi.WriteResponseStats{})
+		h.refuseMalformed(w, remoteapi.WriteV2MessageType, err)
+		return
+	}
+	h.countReceived(sum)
+	if d.exemplarsInvalid > 0 {
+		h.metrics.exemplarsRejected.WithLabelValues(reasonExemplarInvalid).Add(float64(d.exemplarsInvalid))
+	}
+	if d.exemplarsDropped > 0 {
+		h.logger.Debug("remote write exemplars dropped", "exemplars", d.exemplarsDropped)
+	}
+	if err != nil {
+		_ = app.Rollback()
+		h.logger.Error("remote write append failed", "err", err)
+		writtenHeaders(w, remoteapi.WriteResponseStats{})
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if err := app.Commit(); err != nil {
+		h.logger.Error("remote write commit failed", "err", err)
+		writtenHeaders(w, remoteapi.WriteResponseStats{})
+		http.Error(w, fmt.Sprintf("commit: %v", err), http.StatusInternalServerError)
+		return
+	}
+	writtenHeaders(w, d.stats)
+	if sum.nProblems > 0 {
+		h.logger.Warn("remote write with invalid series", "series", sum.nProblems, "first", sum.problems[0])
+	}
+	refused := d.refused.text("samples")
+	if refused != "" {
+		h.logger.Warn("remote write samples refused", "problems", refused)
+	}
+	if text := joinNonEmpty(refused, h.problemText(sum, notes)); text != "" {
+		http.Error(w, text, http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// writtenHeaders sets the RW2 answer's counts of what was stored, as Prometheus's receiver does.
+func writtenHeaders(w http.ResponseWriter, s remoteapi.WriteResponseStats) {
+	h := w.Header()
+	h.Set("X-Prometheus-Remote-Write-Samples-Written", strconv.Itoa(s.Samples))
+	h.Set("X-Prometheus-Remote-Write-Histograms-Written", strconv.Itoa(s.Histograms))
+	h.Set("X-Prometheus-Remote-Write-Exemplars-Written", strconv.Itoa(s.Exemplars))
+}
+
 func (h *writeHandler) refuseMalformed(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) {
 	if !errors.Is(err, errMalformed) {
 		err = fmt.Errorf("%w: %w", errMalformed, err)
@@ -231,42 +281,4 @@ func (s *writeSummary) reset() {
 	s.samples, s.exemplars, s.nProblems = 0, 0, 0
 	clear(s.rejected)
 	s.problems = s.problems[:0]
-}
-
-// badRequestWriter replaces a success answer with 400 and msg, when msg (asked once the
-// wrapped handler has appended) is not empty; error answers of the wrapped handler (which
-// already name their reason) pass unchanged.
-type badRequestWriter struct {
-	http.ResponseWriter
-	msg      func() string
-	decided  bool
-	replaced bool
-}
-
-func (b *badRequestWriter) WriteHeader(code int) {
-	if b.decided {
-		return
-	}
-	b.decided = true
-	if code/100 != 2 {
-		b.ResponseWriter.WriteHeader(code)
-		return
-	}
-	msg := b.msg()
-	if msg == "" {
-		b.ResponseWriter.WriteHeader(code)
-		return
-	}
-	b.replaced = true
-	http.Error(b.ResponseWriter, msg, http.StatusBadRequest)
-}
-
-func (b *badRequestWriter) Write(p []byte) (int, error) {
-	if !b.decided {
-		b.WriteHeader(http.StatusOK)
-	}
-	if b.replaced {
-		return len(p), nil
-	}
-	return b.ResponseWriter.Write(p)
 }

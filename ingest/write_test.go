@@ -141,7 +141,7 @@ func TestWriteBadInputIsRefusedAndLeavesStoredDataAlone(t *testing.T) {
 			body: func(t *testing.T) []byte {
 				return rw2(t, good, series{labels: lbls("__name__", "bad", "\xff", "v"), samples: samplesAt(now, 2, 1)})
 			},
-			wantCode: http.StatusBadRequest, wantMsg: "invalid metric name or labels",
+			wantCode: http.StatusBadRequest, wantMsg: `invalid label name or value "\xff"="v"`,
 			wantStored: map[string][]prompb.Sample{goodKey: good.samples},
 			wantReject: map[rejectReason]float64{reasonInvalidLabels: 2},
 		},
@@ -150,7 +150,7 @@ func TestWriteBadInputIsRefusedAndLeavesStoredDataAlone(t *testing.T) {
 			body: func(t *testing.T) []byte {
 				return rw2(t, series{labels: lbls("__name__", "dup", "job", "a", "job", "b"), samples: samplesAt(now, 1, 1)})
 			},
-			wantCode: http.StatusBadRequest, wantMsg: "duplicated label job",
+			wantCode: http.StatusBadRequest, wantMsg: `duplicate label name "job"`,
 			wantReject: map[rejectReason]float64{reasonDuplicateLabels: 1},
 		},
 		{
