@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -52,10 +53,11 @@ type Node struct {
 	health         *health.Server
 	handler        http.Handler
 
-	db      atomic.Pointer[tsdb.DB]
-	meta    *metadataStore
-	labels  *labelindex.Tracker
-	shipper *shipper // nil without a bucket
+	db       atomic.Pointer[tsdb.DB]
+	headInit *headInitGate // set with db, before it
+	meta     *metadataStore
+	labels   *labelindex.Tracker
+	shipper  *shipper // nil without a bucket
 	// maxSeriesRef is the highest head series reference seen (the head numbers series in
 	// creation order): a series with a higher one is newer than any seen.
 	maxSeriesRef atomic.Uint64
@@ -222,6 +224,7 @@ func (n *Node) openTSDB() error {
 		return fmt.Errorf("open tsdb %s: %w", n.cfg.TSDBPath, err)
 	}
 	n.maxSeriesRef.Store(maxRef)
+	n.headInit = newHeadInitGate(db.Head())
 	n.db.Store(db)
 	n.metrics.ready.Set(1)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -280,13 +283,18 @@ type nodeAppendable struct{ n *Node }
 
 func (a nodeAppendable) Appender(ctx context.Context) storage.Appender {
 	db := a.n.db.Load()
-	return &versioningAppender{
-		Appender: db.Appender(ctx),
-		head:     db.Head(),
-		labels:   a.n.labels,
-		maxRef:   &a.n.maxSeriesRef,
-		known:    a.n.maxSeriesRef.Load(),
+	app := &versioningAppender{
+		head:   db.Head(),
+		gate:   a.n.headInit,
+		labels: a.n.labels,
+		maxRef: &a.n.maxSeriesRef,
+		known:  a.n.maxSeriesRef.Load(),
 	}
+	if app.gate.enter() {
+		defer app.gate.leave()
+	}
+	app.Appender = db.Appender(ctx)
+	return app
 }
 
 // maxSeriesRef is the highest series reference in the head.
@@ -319,6 +327,7 @@ func maxSeriesRef(h *tsdb.Head) (uint64, error) {
 type versioningAppender struct {
 	storage.Appender
 	head    *tsdb.Head
+	gate    *headInitGate // every call that can initialize the head passes it
 	labels  *labelindex.Tracker
 	maxRef  *atomic.Uint64
 	known   uint64              // maxRef when the appender was made
@@ -326,6 +335,9 @@ type versioningAppender struct {
 }
 
 func (a *versioningAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+	if a.gate.enter() {
+		defer a.gate.leave()
+	}
 	before := a.head.NumSeries()
 	ref, err := a.Appender.Append(ref, l, t, v)
 	a.noteCreated(before, ref, l)
@@ -333,6 +345,9 @@ func (a *versioningAppender) Append(ref storage.SeriesRef, l labels.Labels, t in
 }
 
 func (a *versioningAppender) AppendHistogram(ref storage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	if a.gate.enter() {
+		defer a.gate.leave()
+	}
 	before := a.head.NumSeries()
 	ref, err := a.Appender.AppendHistogram(ref, l, t, h, fh)
 	a.noteCreated(before, ref, l)
@@ -340,6 +355,9 @@ func (a *versioningAppender) AppendHistogram(ref storage.SeriesRef, l labels.Lab
 }
 
 func (a *versioningAppender) AppendSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64) (storage.SeriesRef, error) {
+	if a.gate.enter() {
+		defer a.gate.leave()
+	}
 	before := a.head.NumSeries()
 	ref, err := a.Appender.AppendSTZeroSample(ref, l, t, st)
 	a.noteCreated(before, ref, l)
@@ -347,10 +365,22 @@ func (a *versioningAppender) AppendSTZeroSample(ref storage.SeriesRef, l labels.
 }
 
 func (a *versioningAppender) AppendHistogramSTZeroSample(ref storage.SeriesRef, l labels.Labels, t, st int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	if a.gate.enter() {
+		defer a.gate.leave()
+	}
 	before := a.head.NumSeries()
 	ref, err := a.Appender.AppendHistogramSTZeroSample(ref, l, t, st, h, fh)
 	a.noteCreated(before, ref, l)
 	return ref, err
+}
+
+// AppendExemplar passes the gate as well: on an empty head, the TSDB's first appender
+// initializes the head from an exemplar too.
+func (a *versioningAppender) AppendExemplar(ref storage.SeriesRef, l labels.Labels, e exemplar.Exemplar) (storage.SeriesRef, error) {
+	if a.gate.enter() {
+		defer a.gate.leave()
+	}
+	return a.Appender.AppendExemplar(ref, l, e)
 }
 
 // GetRef finds a series the head already has (storage.GetRef); appending to it by reference
