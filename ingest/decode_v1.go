@@ -47,7 +47,10 @@ type v1Decoder struct {
 	sum     *writeSummary
 	builder labels.ScratchBuilder
 	scratch labels.Labels // labels pointing into the body, reused across series
-	maxTime int64         // newest timestamp accepted, ms
+	// exemplarScratch holds an exemplar's labels while it is checked and dropped (exemplar
+	// storage off): pointing into the body, reused across exemplars.
+	exemplarScratch labels.Labels
+	maxTime         int64 // newest timestamp accepted, ms
 	// exemplarsDropped counts exemplars the TSDB refused (out of order, storage off...).
 	exemplarsDropped int
 	// keepExemplars says exemplars are stored: their label strings are then copied out of
@@ -257,7 +260,7 @@ const (
 
 // decodeExemplar reads a prompb.Exemplar as Prometheus's ToExemplar gives it: labels sorted,
 // a timestamp only if not zero. With copyLabels the label strings are copies, for the exemplar
-// storage to keep; otherwise they point into buf.
+// storage to keep; otherwise they point into buf, in a slice reused by the next exemplar.
 func (d *v1Decoder) decodeExemplar(buf []byte, copyLabels bool) (exemplar.Exemplar, error) {
 	var e exemplar.Exemplar
 	d.builder.Reset()
@@ -305,9 +308,19 @@ func (d *v1Decoder) decodeExemplar(buf []byte, copyLabels bool) (exemplar.Exempl
 		}
 		buf = buf[n:]
 	}
-	d.builder.Sort()
-	e.Labels, e.HasTs = d.builder.Labels(), e.Ts != 0
+	e.Labels, e.HasTs = d.exemplarLabels(copyLabels), e.Ts != 0
 	return e, nil
+}
+
+// exemplarLabels are the builder's labels, sorted: their own slice when the exemplar is to be
+// stored, the reused scratch (valid until the next exemplar) when it is only checked.
+func (d *v1Decoder) exemplarLabels(keep bool) labels.Labels {
+	d.builder.Sort()
+	if keep {
+		return d.builder.Labels()
+	}
+	d.builder.Overwrite(&d.exemplarScratch)
+	return d.exemplarScratch
 }
 
 // validateSeries checks the samples, histograms and exemplars of a series that is not appended.

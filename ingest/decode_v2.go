@@ -274,7 +274,8 @@ func (d *v2Decoder) noteExemplar(problem string) {
 // decodeExemplarV2 reads an io.prometheus.write.v2.Exemplar as Prometheus's ToExemplar gives
 // it: labels from the symbols table, sorted; a timestamp only if not zero. With copyLabels the
 // label strings are copies, for the exemplar storage to keep; otherwise they point into the
-// body. An error not wrapping errMalformed is a label ref problem: the exemplar is refused.
+// body, in a slice reused by the next exemplar. An error not wrapping errMalformed is a label
+// ref problem: the exemplar is refused.
 func (d *v2Decoder) decodeExemplarV2(buf []byte, copyLabels bool) (exemplar.Exemplar, error) {
 	var e exemplar.Exemplar
 	s := d.sum
@@ -316,8 +317,7 @@ func (d *v2Decoder) decodeExemplarV2(buf []byte, copyLabels bool) (exemplar.Exem
 			d.builder.Add(yoloString(s.symbols[n]), yoloString(s.symbols[v]))
 		}
 	}
-	d.builder.Sort()
-	e.Labels, e.HasTs = d.builder.Labels(), e.Ts != 0
+	e.Labels, e.HasTs = d.exemplarLabels(copyLabels), e.Ts != 0
 	return e, nil
 }
 

@@ -54,6 +54,10 @@ type writeNotes struct {
 	exemplars problemList
 	metadata  problemList
 	pending   []familyMetadata // RW2 series metadata, kept on commit
+	// lastName and lastMeta are the series name and metadata that made pending's last entry:
+	// a histogram's buckets repeat them, series after series.
+	lastName string
+	lastMeta metadata.Metadata
 }
 
 type familyMetadata struct {
@@ -95,6 +99,7 @@ func (n *writeNotes) reset() {
 	n.metadata = problemList{first: n.metadata.first[:0]}
 	clear(n.pending)
 	n.pending = n.pending[:0]
+	n.lastName, n.lastMeta = "", metadata.Metadata{} // they point into the last request's body
 }
 
 // text is what the 400 answer says about refused metadata and exemplars; empty when none was.
@@ -186,12 +191,16 @@ func (a *countingAppender) noteMetadata(l labels.Labels, m metadata.Metadata) {
 		return
 	}
 	name := l.Get(labels.MetricName)
+	if len(a.notes.pending) > 0 && name == a.notes.lastName && m == a.notes.lastMeta {
+		return // what made pending's last entry, checked then
+	}
 	if !utf8.ValidString(m.Help) || !utf8.ValidString(m.Unit) {
 		a.metrics.metadataRejected.WithLabelValues(reasonMetadataInvalid).Inc()
 		a.notes.metadata.add(fmt.Sprintf("metadata of %q: help and unit must be UTF-8", name))
 		return
 	}
 	fm := familyMetadata{family: metricFamily(name, m.Type), meta: m}
+	a.notes.lastName, a.notes.lastMeta = name, m
 	if p := a.notes.pending; len(p) > 0 && p[len(p)-1] == fm {
 		return // the series of a family (a histogram's buckets) come one after the other
 	}
