@@ -35,6 +35,8 @@ type countingAppender struct {
 	exemplars bool
 	notes     *writeNotes // the request's; nil outside a request
 	appended  int
+	// unkept counts valid exemplars dropped because exemplar storage is off.
+	unkept int
 }
 
 func (a *countingAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
@@ -51,13 +53,16 @@ func (a *countingAppender) AppendHistogram(ref storage.SeriesRef, l labels.Label
 
 // AppendExemplar stores an exemplar after checking its labels, and counts and notes the
 // exemplars refused (see noteExemplarError). Without exemplar storage, a valid exemplar is
-// dropped there, as the TSDB would drop it, uncounted; an invalid one is refused all the same.
+// dropped there without an error, as the TSDB would drop it, and counted in unkept (a region
+// whose Prometheus sends exemplars that nobody keeps shows in the metrics); an invalid one is
+// refused all the same.
 func (a *countingAppender) AppendExemplar(ref storage.SeriesRef, l labels.Labels, e exemplar.Exemplar) (storage.SeriesRef, error) {
 	if err := checkExemplar(e); err != nil {
 		a.noteExemplarError(l, e, err)
 		return ref, err
 	}
 	if !a.exemplars {
+		a.unkept++
 		return ref, nil
 	}
 	ref, err := a.Appender.AppendExemplar(ref, l, e)
@@ -91,6 +96,14 @@ func (a *countingAppender) GetRef(lset labels.Labels, hash uint64) (storage.Seri
 func (a *countingAppender) discard() {
 	a.appended = 0
 	_ = a.Appender.Rollback()
+}
+
+// countUnkept adds the request's valid exemplars dropped for want of exemplar storage to
+// meridian_ingest_exemplars_rejected_total, once per request.
+func (a *countingAppender) countUnkept() {
+	if a.unkept > 0 {
+		a.metrics.exemplarsRejected.WithLabelValues(reasonExemplarStorageOff).Add(float64(a.unkept))
+	}
 }
 
 func (a *countingAppender) count(err error) {

@@ -234,6 +234,8 @@ func TestExemplarStorageOffDropsExemplarsAndServesNoExemplarsAPI(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, code, msg)
 	require.Empty(t, nodeExemplars(t, n, "latency_seconds_bucket"))
 	require.Zero(t, counterValue(t, reg, "meridian_ingest_exemplars_appended_total", nil), "nothing was stored")
+	unkept := map[string]string{"reason": "storage_disabled"}
+	require.Equal(t, 2.0, counterValue(t, reg, "meridian_ingest_exemplars_rejected_total", unkept), "one exemplar of each protocol dropped")
 
 	// Bad exemplars are refused as with storage on, the samples kept.
 	lat.samples = samplesAt(now+2, 1, 3)
@@ -246,6 +248,7 @@ func TestExemplarStorageOffDropsExemplarsAndServesNoExemplarsAPI(t *testing.T) {
 	require.Contains(t, msg, "exceeds maximum of 128")
 	require.Subset(t, stored(t, n)[`{__name__="latency_seconds_bucket", le="0.5"}`], lat.samples)
 	require.Equal(t, 1.0, counterValue(t, reg, "meridian_ingest_exemplars_rejected_total", map[string]string{"reason": "label_set_too_long"}))
+	require.Equal(t, 2.0, counterValue(t, reg, "meridian_ingest_exemplars_rejected_total", unkept), "refused ones are not counted as dropped for want of storage")
 }
 
 func TestMetadataStoreLimitsAndForgets(t *testing.T) {

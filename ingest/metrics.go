@@ -60,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		exemplarsRejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_ingest_exemplars_rejected_total",
-			Help: "Remote-write exemplars not stored, by reason: invalid_labels, label_set_too_long (over OpenMetrics' 128 characters), out_of_order, invalid_exemplar.",
+			Help: "Remote-write exemplars not stored, by reason: invalid_labels, label_set_too_long (over OpenMetrics' 128 characters), out_of_order, invalid_exemplar, storage_disabled (valid, but --tsdb.max-exemplars is 0).",
 		}, []string{"reason"}),
 		metadataReceived: f.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_ingest_metadata_received_total",
@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []rejectReason{reasonInvalidLabels, reasonDuplicateLabels, reasonOutOfOrder, reasonTooOld, reasonOutOfBounds, reasonDuplicateSample, reasonInvalidSample, reasonRolledBack} {
 		m.samplesRejected.WithLabelValues(string(r))
 	}
-	for _, r := range []string{reasonExemplarInvalid, reasonExemplarTooLong, reasonExemplarOutOfOrder, reasonExemplarOther} {
+	for _, r := range []string{reasonExemplarInvalid, reasonExemplarTooLong, reasonExemplarOutOfOrder, reasonExemplarOther, reasonExemplarStorageOff} {
 		m.exemplarsRejected.WithLabelValues(r)
 	}
 	for _, r := range []string{reasonMetadataInvalid, reasonMetadataStoreFull} {

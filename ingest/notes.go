@@ -38,6 +38,7 @@ const (
 	reasonExemplarTooLong     = "label_set_too_long"
 	reasonExemplarInvalid     = "invalid_labels"
 	reasonExemplarOther       = "invalid_exemplar"
+	reasonExemplarStorageOff  = "storage_disabled"
 	reasonMetadataInvalid     = "invalid_metadata"
 	reasonMetadataStoreFull   = "limit"
 	maxReportedWriteProblems  = maxReportedSeries

@@ -171,6 +171,7 @@ func (h *writeHandler) serveV1(w http.ResponseWriter, r *http.Request, body []by
 		return
 	}
 	h.countReceived(sum)
+	app.countUnkept()
 	if d.exemplarsDropped > 0 {
 		h.logger.Debug("remote write exemplars dropped", "exemplars", d.exemplarsDropped)
 	}
@@ -214,6 +215,7 @@ func (h *writeHandler) serveV2(w http.ResponseWriter, r *http.Request, body []by
 		return
 	}
 	h.countReceived(sum)
+	app.countUnkept()
 	if d.exemplarsInvalid > 0 {
 		h.metrics.exemplarsRejected.WithLabelValues(reasonExemplarInvalid).Add(float64(d.exemplarsInvalid))
 	}
