@@ -26,7 +26,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (every component it wires is race-tested in its own package).
 RACE_PKGS := ./ingest/... ./query/... ./internal/storeapi/... ./internal/labelindex/... ./internal/faultproxy/... ./internal/simulate/... ./slo/... ./rules/...
 
-.PHONY: all build thanos kube-apiserver test vet unit e2e run bench lint fuzz deps clean image chart-test chart-dashboards
+.PHONY: all build thanos kube-apiserver prebuild-chart test vet unit e2e run bench lint fuzz deps clean image chart-test chart-dashboards
 
 all: build
 
@@ -71,7 +71,26 @@ unit:
 e2e: deps build thanos
 	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
 
-test: deps vet unit e2e chart-test
+# test runs every suite. Meanwhile, what only later steps need (the Thanos binary for e2e, the
+# kube-apiserver binary and the chart tests' compiled dependencies) is built in the background at
+# idle CPU priority (SCHED_IDLE: it runs only when the tests leave a core free, during downloads,
+# apt and the e2e suite's waits), so that a cold run does not pay for those builds one after the
+# other; on a warm machine they are up to date and this changes nothing. When a step fails, make
+# test ends at once and a build still running finishes on its own.
+IDLE := $(shell chrt --idle 0 true 2>/dev/null && echo chrt --idle 0 || echo nice -n 19)
+
+test:
+	@mkdir -p bin; \
+	$(IDLE) $(MAKE) --no-print-directory thanos >bin/prebuild-thanos.log 2>&1 & thanos=$$!; \
+	$(IDLE) $(MAKE) --no-print-directory prebuild-chart >bin/prebuild-chart.log 2>&1 & chart=$$!; \
+	built() { wait $$1 || { cat bin/prebuild-$$2.log; echo "background build of $$2 failed"; return 1; }; }; \
+	$(MAKE) --no-print-directory deps vet unit && built $$thanos thanos && $(MAKE) --no-print-directory e2e \
+		&& built $$chart chart && $(MAKE) --no-print-directory chart-test
+
+# prebuild-chart builds what chart-test needs besides meridian: the kube-apiserver, and the deploy
+# module's dependencies (go vet compiles them, test files' included).
+prebuild-chart: kube-apiserver
+	cd deploy && $(GO) vet $(GOTAGS) ./...
 
 # image builds the OCI image without a container engine (deploy/image, go-containerregistry): an
 # empty base with one layer holding the static binary and a CA bundle, user 65532, entrypoint
