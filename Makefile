@@ -78,7 +78,7 @@ e2e: deps build thanos
 	MERIDIAN_BINARY=$(CURDIR)/$(BIN) THANOS_BINARY=$(CURDIR)/$(THANOS) $(GO) test $(GOTAGS) -timeout 20m -count=1 ./e2e/...
 
 # test runs every suite. Meanwhile, what only later steps need (the Thanos binary for e2e; the
-# kube-apiserver, the image and the chart tests' compiled dependencies) is built in the background
+# kube-apiserver and the chart tests' compiled dependencies) is built in the background
 # at idle CPU priority (SCHED_IDLE: it runs only when the tests leave a core free, as during apt,
 # downloads and the e2e suite's waits), so that a cold run does not pay for those builds one after
 # the other; warm, they are up to date and this changes nothing. When a step fails, make test
@@ -93,10 +93,10 @@ test:
 	$(MAKE) --no-print-directory deps vet unit && built $$thanos thanos && $(MAKE) --no-print-directory e2e \
 		&& built $$chart chart && $(MAKE) --no-print-directory chart-test
 
-# prebuild-chart builds what chart-test needs besides bin/meridian: the kube-apiserver, the image
-# (a static meridian, compiled apart: no cgo, -trimpath), and the deploy module's dependencies
-# (go vet compiles them, test files' included).
-prebuild-chart: kube-apiserver image
+# prebuild-chart builds what chart-test needs besides bin/meridian: the kube-apiserver and the
+# deploy module's dependencies (go vet compiles them, test files' and the image tool's included;
+# the image's binary is bin/meridian's packages linked again).
+prebuild-chart: kube-apiserver
 	cd deploy && $(GO) vet $(GOTAGS) ./...
 
 # image builds the OCI image without a container engine (deploy/image, go-containerregistry): an

@@ -51,7 +51,7 @@ type v1Decoder struct {
 	// storage off): pointing into the body, reused across exemplars.
 	exemplarScratch labels.Labels
 	maxTime         int64 // newest timestamp accepted, ms
-	// exemplarsDropped counts exemplars the TSDB refused (out of order, storage off...).
+	// exemplarsDropped counts exemplars the TSDB refused or that are too far in the future.
 	exemplarsDropped int
 	// keepExemplars says exemplars are stored: their label strings are then copied out of
 	// the body; otherwise they are only checked, in place.
